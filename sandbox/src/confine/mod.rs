@@ -1,0 +1,1 @@
+//! Worker confinement: the layers applied after fork, before the first request.
