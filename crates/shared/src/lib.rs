@@ -23,5 +23,6 @@ pub use limits::{LimitError, LimitOverrides, LimitSpec, Limits, LimitsConfig};
 pub use outcome::Outcome;
 pub use script::{Script, ScriptRef};
 pub use traits::{
-    CatalogUpdates, ExecutorClient, ExecutorError, ExecutorStatus, InvocationSink, ScriptResolver,
+    CatalogUpdates, ExecutorClient, ExecutorError, ExecutorStatus, HealthCheck, InvocationSink,
+    ScriptResolver,
 };

@@ -83,3 +83,12 @@ pub trait CatalogUpdates: Send + Sync + 'static {
 pub trait InvocationSink: Send + Sync + 'static {
     fn record(&self, record: InvocationRecord);
 }
+
+/// Something `/readyz` must see working (the database, a remote executor).
+#[async_trait]
+pub trait HealthCheck: Send + Sync + 'static {
+    /// Short name shown in the readiness report.
+    fn name(&self) -> &'static str;
+    /// `Err` says what is wrong, in a few words.
+    async fn check(&self) -> Result<(), String>;
+}
