@@ -1,0 +1,203 @@
+//! The data plane's HTTP routes: `/api/execute/{id}`, `/healthz`, `/readyz`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use shared::{
+    ExecutorClient, ExecutorError, HealthCheck, Invocation, InvocationId, InvocationRecord,
+    InvocationSink, Outcome, ScriptId, ScriptRef, ScriptResolver,
+};
+
+use crate::error::RequestError;
+use crate::request;
+use crate::respond::{platform_headers, respond};
+
+/// Data-plane settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OrchestratorConfig {
+    /// Send `X-PiCloud-Stats` with every response (`PICLOUD_EXPOSE_STATS=1`).
+    pub expose_stats: bool,
+}
+
+/// Everything the data plane needs, injected as trait objects.
+pub struct Orchestrator {
+    pub executor: Arc<dyn ExecutorClient>,
+    pub resolver: Arc<dyn ScriptResolver>,
+    pub sink: Arc<dyn InvocationSink>,
+    /// Extra checks `/readyz` runs (the database, in the all-in-one binary).
+    pub health: Vec<Arc<dyn HealthCheck>>,
+    pub config: OrchestratorConfig,
+}
+
+/// The data plane's routes, ready to merge into a server.
+pub fn router(state: Arc<Orchestrator>) -> Router {
+    Router::new()
+        .route("/api/execute/{id}", any(execute))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+async fn execute(
+    State(o): State<Arc<Orchestrator>>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let invocation_id = InvocationId::new();
+    let mut response = match o.prepare(&id, request).await {
+        Ok((script, script_request, client)) => {
+            o.run(invocation_id, script, script_request, client, None)
+                .await
+        }
+        Err(e) => e.into_response(),
+    };
+    platform_headers(response.headers_mut(), invocation_id);
+    response
+}
+
+impl Orchestrator {
+    /// Resolves the script and reads the request within the script's limits.
+    async fn prepare(
+        &self,
+        raw_id: &str,
+        request: Request,
+    ) -> Result<(Arc<ScriptRef>, shared::ScriptRequest, Option<SocketAddr>), RequestError> {
+        let id: ScriptId = raw_id
+            .parse()
+            .map_err(|e: shared::IdParseError| RequestError::BadRequest(e.to_string()))?;
+        let script = self
+            .resolver
+            .by_id(id)
+            .ok_or_else(|| RequestError::NotFound(format!("no script with id {id}")))?;
+        let (parts, body) = request.into_parts();
+        let client = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        let body = read_body(&parts.headers, body, script.limits.request_body_bytes).await?;
+        let script_request =
+            request::build(&parts.method, &parts.uri, &parts.headers, Vec::new(), body)?;
+        Ok((script, script_request, client))
+    }
+
+    /// Runs a prepared invocation, answers, and hands the record to the sink.
+    async fn run(
+        &self,
+        id: InvocationId,
+        script: Arc<ScriptRef>,
+        request: shared::ScriptRequest,
+        client: Option<SocketAddr>,
+        route: Option<String>,
+    ) -> Response {
+        let started_at = chrono::Utc::now();
+        let method = request.method.clone();
+        let path = request.path.clone();
+        let invocation = Invocation {
+            id,
+            script: Arc::clone(&script),
+            request,
+        };
+        let begun = Instant::now();
+        let mut output = match self.executor.invoke(invocation).await {
+            Ok(output) => output,
+            Err(ExecutorError::Unavailable(m) | ExecutorError::Internal(m)) => {
+                tracing::error!(invocation = %id, error = %m, "executor could not take the invocation");
+                let mut out = shared::InvocationOutput::failed(
+                    Outcome::Overloaded,
+                    "the executor is not available; retry shortly",
+                );
+                out.stats.wall_us = elapsed_us(begun);
+                out
+            }
+        };
+        let (response, status) = respond(id, &mut output, self.config.expose_stats);
+        self.sink.record(InvocationRecord {
+            id,
+            script_id: script.script.id,
+            script_version: script.script.version,
+            route,
+            method,
+            path,
+            started_at,
+            status,
+            outcome: output.outcome,
+            error: output.error,
+            stats: output.stats,
+            logs: output.logs,
+            logs_truncated: output.logs_truncated,
+            logs_shed: 0,
+            client_addr: client.map(|c| c.ip().to_string()),
+        });
+        response
+    }
+}
+
+fn elapsed_us(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Reads at most `limit` bytes; more is a `413`, announced or not.
+async fn read_body(
+    headers: &axum::http::HeaderMap,
+    body: Body,
+    limit: u64,
+) -> Result<Bytes, RequestError> {
+    let too_large =
+        || RequestError::PayloadTooLarge(format!("request body is larger than {limit} bytes"));
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let is_limit = std::error::Error::source(&e)
+            .is_some_and(<dyn std::error::Error>::is::<http_body_util::LengthLimitError>);
+        if is_limit {
+            too_large()
+        } else {
+            RequestError::BadRequest("the request body could not be read".into())
+        }
+    })
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(State(o): State<Arc<Orchestrator>>) -> Response {
+    let status = o.executor.status();
+    let mut problems = Vec::new();
+    if !status.ready {
+        problems.push(format!(
+            "executor: {}",
+            status.detail.as_deref().unwrap_or("not ready")
+        ));
+    }
+    for check in &o.health {
+        if let Err(e) = check.check().await {
+            problems.push(format!("{}: {e}", check.name()));
+        }
+    }
+    let body = serde_json::json!({
+        "ready": problems.is_empty(),
+        "problems": problems,
+        "executor": status,
+    });
+    let code = if problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
