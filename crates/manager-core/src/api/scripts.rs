@@ -1,0 +1,220 @@
+//! `/api/admin/scripts`: create, list, read, update and delete scripts.
+//!
+//! Every write compiles the source in the executor first (a worker, under
+//! the compile deadline): a script that does not compile is never stored.
+//! After a successful write the orchestrator's catalog is told at once.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shared::{LimitOverrides, Limits, Script, ScriptId};
+
+use super::AdminState;
+use super::body::JsonBody;
+use super::error::ApiError;
+use crate::store::{NewScript, ScriptChange};
+
+/// `POST /api/admin/scripts`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateScript {
+    pub name: String,
+    pub source: String,
+    #[serde(default)]
+    pub limits: LimitOverrides,
+}
+
+/// `PUT /api/admin/scripts/{id}`: what is given changes, the rest stays.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateScript {
+    pub source: Option<String>,
+    pub limits: Option<LimitOverrides>,
+}
+
+/// A script as the admin API shows it.
+#[derive(Debug, Serialize)]
+pub struct ScriptView {
+    pub id: ScriptId,
+    pub name: String,
+    pub version: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The script's own limits.
+    pub limits: LimitOverrides,
+    /// What it actually runs under.
+    pub effective_limits: Limits,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ScriptView {
+    fn new(state: &AdminState, script: Script, with_source: bool) -> Self {
+        Self {
+            id: script.id,
+            effective_limits: state.limits.resolve(&script.limits),
+            limits: script.limits,
+            name: script.name,
+            version: script.version,
+            source: with_source.then_some(script.source),
+            created_at: script.created_at,
+            updated_at: script.updated_at,
+        }
+    }
+}
+
+/// `[a-z0-9][a-z0-9_-]{0,63}`, and not something that reads as an id.
+pub fn validate_name(name: &str) -> Result<(), ApiError> {
+    let bytes = name.as_bytes();
+    let valid = matches!(bytes.first(), Some(b'a'..=b'z' | b'0'..=b'9'))
+        && bytes.len() <= 64
+        && bytes
+            .iter()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
+    if !valid {
+        return Err(ApiError::BadRequest(
+            "name must match [a-z0-9][a-z0-9_-]{0,63}".into(),
+        ));
+    }
+    if name.parse::<ScriptId>().is_ok() {
+        return Err(ApiError::BadRequest(
+            "name must not look like a script id (UUID)".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_id(raw: &str) -> Result<ScriptId, ApiError> {
+    raw.parse()
+        .map_err(|e: shared::IdParseError| ApiError::BadRequest(e.to_string()))
+}
+
+impl AdminState {
+    /// Validates limits and source, and compiles the source in a worker.
+    async fn check_source(&self, source: &str, overrides: &LimitOverrides) -> Result<(), ApiError> {
+        self.limits
+            .validate(overrides)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let limits = self.limits.resolve(overrides);
+        let size = u64::try_from(source.len()).unwrap_or(u64::MAX);
+        if size > limits.source_bytes {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "source is {size} bytes; the limit is {}",
+                limits.source_bytes
+            )));
+        }
+        self.executor
+            .compile_check(source, &limits)
+            .await?
+            .map_err(ApiError::Compile)
+    }
+}
+
+pub async fn create(
+    State(state): State<Arc<AdminState>>,
+    JsonBody(body): JsonBody<CreateScript>,
+) -> Result<Response, ApiError> {
+    validate_name(&body.name)?;
+    state.check_source(&body.source, &body.limits).await?;
+    let script = state
+        .repo
+        .create(NewScript {
+            name: body.name,
+            source: body.source,
+            limits: body.limits,
+        })
+        .await?;
+    state.catalog.upsert(script.clone());
+    tracing::info!(script = %script.id, name = %script.name, "script created");
+    Ok((StatusCode::CREATED, Json(ScriptView::new(&state, script, true))).into_response())
+}
+
+pub async fn list(State(state): State<Arc<AdminState>>) -> Result<Json<Vec<ScriptView>>, ApiError> {
+    let scripts = state.repo.list().await?;
+    Ok(Json(
+        scripts
+            .into_iter()
+            .map(|s| ScriptView::new(&state, s, false))
+            .collect(),
+    ))
+}
+
+pub async fn get(
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+) -> Result<Json<ScriptView>, ApiError> {
+    let id = parse_id(&id)?;
+    let script = state
+        .repo
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no script with id {id}")))?;
+    Ok(Json(ScriptView::new(&state, script, true)))
+}
+
+pub async fn update(
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<UpdateScript>,
+) -> Result<Json<ScriptView>, ApiError> {
+    let id = parse_id(&id)?;
+    if body.source.is_none() && body.limits.is_none() {
+        return Err(ApiError::BadRequest(
+            "nothing to change: give `source`, `limits` or both".into(),
+        ));
+    }
+    let current = state
+        .repo
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no script with id {id}")))?;
+    let source = body.source.as_deref().unwrap_or(&current.source);
+    let limits = body.limits.unwrap_or(current.limits);
+    state.check_source(source, &limits).await?;
+    let script = state
+        .repo
+        .update(
+            id,
+            ScriptChange {
+                source: body.source,
+                limits: body.limits,
+            },
+        )
+        .await?;
+    state.catalog.upsert(script.clone());
+    tracing::info!(script = %script.id, version = script.version, "script updated");
+    Ok(Json(ScriptView::new(&state, script, true)))
+}
+
+pub async fn delete(
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id)?;
+    if !state.repo.delete(id).await? {
+        return Err(ApiError::NotFound(format!("no script with id {id}")));
+    }
+    state.catalog.remove(id);
+    tracing::info!(script = %id, "script deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_pattern() {
+        for ok in ["a", "hello-world", "x_1", "0abc", &"a".repeat(64)] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", "_a", "A", "a b", "a/b", "é", &"a".repeat(65), "0b7e8c52-58d2-4c3b-9f57-7d16b8f0d1a3"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+}
