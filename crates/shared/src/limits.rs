@@ -171,13 +171,20 @@ impl LimitsConfig {
         for spec in SPECS {
             let max_var = format!("{}_MAX", spec.env);
             if let Some(v) = lookup(&max_var) {
-                *config.maxima.get_mut(spec.name).expect("name from SPECS") = parse_env(&max_var, &v)?;
+                *config.maxima.get_mut(spec.name).expect("name from SPECS") =
+                    parse_env(&max_var, &v)?;
             }
             if let Some(v) = lookup(spec.env) {
-                *config.defaults.get_mut(spec.name).expect("name from SPECS") = parse_env(spec.env, &v)?;
+                *config.defaults.get_mut(spec.name).expect("name from SPECS") =
+                    parse_env(spec.env, &v)?;
             }
         }
-        for ((name, default), (_, max)) in config.defaults.entries().into_iter().zip(config.maxima.entries()) {
+        for ((name, default), (_, max)) in config
+            .defaults
+            .entries()
+            .into_iter()
+            .zip(config.maxima.entries())
+        {
             if default > max {
                 return Err(LimitError::DefaultAboveMaximum { name, default, max });
             }
@@ -260,12 +267,18 @@ mod tests {
             operations: Some(0),
             ..LimitOverrides::default()
         };
-        assert_eq!(config.validate(&zero), Err(LimitError::Zero { name: "operations" }));
+        assert_eq!(
+            config.validate(&zero),
+            Err(LimitError::Zero { name: "operations" })
+        );
         let big = LimitOverrides {
             wall_time_ms: Some(60_001),
             ..LimitOverrides::default()
         };
-        assert!(matches!(config.validate(&big), Err(LimitError::AboveMaximum { .. })));
+        assert!(matches!(
+            config.validate(&big),
+            Err(LimitError::AboveMaximum { .. })
+        ));
     }
 
     #[test]
@@ -285,7 +298,10 @@ mod tests {
         assert_eq!(config.defaults.wall_time_ms, 1000);
         assert_eq!(config.maxima.wall_time_ms, 2000);
         let bad = |k: &str| (k == "PICLOUD_LIMIT_OPERATIONS").then(|| "lots".to_owned());
-        assert!(matches!(LimitsConfig::from_lookup(bad), Err(LimitError::BadEnv { .. })));
+        assert!(matches!(
+            LimitsConfig::from_lookup(bad),
+            Err(LimitError::BadEnv { .. })
+        ));
         let inverted = |k: &str| (k == "PICLOUD_LIMIT_CALL_DEPTH").then(|| "1000".to_owned());
         assert!(matches!(
             LimitsConfig::from_lookup(inverted),

@@ -84,7 +84,10 @@ mod tests {
     fn kinds_round_trip_and_match_serde() {
         for o in Outcome::ALL {
             assert_eq!(o.kind().parse::<Outcome>(), Ok(*o));
-            assert_eq!(serde_json::to_string(o).unwrap(), format!("\"{}\"", o.kind()));
+            assert_eq!(
+                serde_json::to_string(o).unwrap(),
+                format!("\"{}\"", o.kind())
+            );
         }
     }
 
