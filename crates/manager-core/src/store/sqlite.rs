@@ -1,0 +1,247 @@
+//! The embedded backend: one SQLite file, `picloud.db`, in the data directory.
+//!
+//! Invariants: every connection runs in WAL mode with foreign keys on (so
+//! deleting a script deletes its versions) and a busy timeout, so a writer
+//! waits for the lock instead of failing. Every multi-statement write runs in
+//! a `BEGIN IMMEDIATE` transaction, which takes SQLite's single write lock
+//! before reading: two saves of one script serialize, and the second reads
+//! the version the first wrote.
+
+use std::path::Path;
+use std::time::Duration;
+
+use shared::{Script, ScriptId};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::{Sqlite, Transaction};
+
+use super::error::{StoreError, is_unique_violation};
+use super::model::{NewScript, ScriptChange, VersionInfo};
+use super::rows::{PendingVersion, ScriptRow, VersionRow};
+
+/// The database file inside the data directory.
+pub const FILE_NAME: &str = "picloud.db";
+
+static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+/// How long a statement waits for another connection's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Readers run in parallel under WAL; writers take turns whatever the count.
+const MAX_CONNECTIONS: u32 = 4;
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+/// Selects a script's current version; append a `WHERE` clause.
+macro_rules! current_script {
+    ($tail:literal) => {
+        concat!(
+            "SELECT s.id, s.name, s.version, v.source, s.limits, s.created_at, s.updated_at ",
+            "FROM scripts s LEFT JOIN script_versions v ",
+            "ON v.script_id = s.id AND v.version = s.version ",
+            $tail
+        )
+    };
+}
+
+/// Opens (creating if needed) the database in `data_dir` and migrates it.
+pub async fn connect(data_dir: &Path) -> Result<SqlitePool, StoreError> {
+    create_private_dir(data_dir).await?;
+    let path = data_dir.join(FILE_NAME);
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .foreign_keys(true)
+        .busy_timeout(BUSY_TIMEOUT);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(|err| match StoreError::from(err) {
+            StoreError::Other(msg) => {
+                StoreError::Config(format!("cannot open {}: {msg}", path.display()))
+            }
+            other => other,
+        })?;
+    MIGRATOR.run(&pool).await?;
+    tracing::info!(path = %path.display(), "opened SQLite database");
+    Ok(pool)
+}
+
+/// The data directory holds every script's source and the admin token hash:
+/// only the server's own user may enter it. An existing directory is left as it is.
+async fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    let mut builder = tokio::fs::DirBuilder::new();
+    builder.recursive(true).mode(0o700);
+    builder.create(dir).await.map_err(|err| {
+        StoreError::Config(format!(
+            "cannot create data directory {}: {err}",
+            dir.display()
+        ))
+    })
+}
+
+pub async fn ping(pool: &SqlitePool) -> Result<(), StoreError> {
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(())
+}
+
+pub async fn create(pool: &SqlitePool, new: NewScript) -> Result<Script, StoreError> {
+    let pending = PendingVersion::first(new);
+    let mut tx = pool.begin_with(BEGIN_WRITE).await?;
+    sqlx::query(
+        "INSERT INTO scripts (id, name, version, limits, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .bind(pending.script.id.to_string())
+    .bind(&pending.script.name)
+    .bind(pending.version())
+    .bind(&pending.limits_json)
+    .bind(pending.created_at_ms())
+    .bind(pending.updated_at_ms())
+    .execute(&mut *tx)
+    .await
+    .map_err(|err| {
+        if is_unique_violation(&err) {
+            StoreError::DuplicateName(pending.script.name.clone())
+        } else {
+            err.into()
+        }
+    })?;
+    insert_version(&mut tx, &pending).await?;
+    tx.commit().await?;
+    Ok(pending.script)
+}
+
+pub async fn list(pool: &SqlitePool) -> Result<Vec<Script>, StoreError> {
+    sqlx::query_as::<_, ScriptRow>(current_script!("ORDER BY s.name"))
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(ScriptRow::into_script)
+        .collect()
+}
+
+pub async fn get(pool: &SqlitePool, id: ScriptId) -> Result<Option<Script>, StoreError> {
+    sqlx::query_as::<_, ScriptRow>(current_script!("WHERE s.id = ?1"))
+        .bind(id.to_string())
+        .fetch_optional(pool)
+        .await?
+        .map(ScriptRow::into_script)
+        .transpose()
+}
+
+pub async fn get_by_name(pool: &SqlitePool, name: &str) -> Result<Option<Script>, StoreError> {
+    sqlx::query_as::<_, ScriptRow>(current_script!("WHERE s.name = ?1"))
+        .bind(name)
+        .fetch_optional(pool)
+        .await?
+        .map(ScriptRow::into_script)
+        .transpose()
+}
+
+pub async fn get_version(
+    pool: &SqlitePool,
+    id: ScriptId,
+    version: u32,
+) -> Result<Option<Script>, StoreError> {
+    sqlx::query_as::<_, ScriptRow>(
+        "SELECT s.id, s.name, v.version, v.source, v.limits, s.created_at, \
+                v.created_at AS updated_at \
+         FROM script_versions v JOIN scripts s ON s.id = v.script_id \
+         WHERE v.script_id = ?1 AND v.version = ?2",
+    )
+    .bind(id.to_string())
+    .bind(i64::from(version))
+    .fetch_optional(pool)
+    .await?
+    .map(ScriptRow::into_script)
+    .transpose()
+}
+
+pub async fn update(
+    pool: &SqlitePool,
+    id: ScriptId,
+    change: ScriptChange,
+) -> Result<Script, StoreError> {
+    let mut tx = pool.begin_with(BEGIN_WRITE).await?;
+    let current = sqlx::query_as::<_, ScriptRow>(current_script!("WHERE s.id = ?1"))
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?
+        .into_script()?;
+    let pending = PendingVersion::next(current, change)?;
+    sqlx::query("UPDATE scripts SET version = ?2, limits = ?3, updated_at = ?4 WHERE id = ?1")
+        .bind(id.to_string())
+        .bind(pending.version())
+        .bind(&pending.limits_json)
+        .bind(pending.updated_at_ms())
+        .execute(&mut *tx)
+        .await?;
+    insert_version(&mut tx, &pending).await?;
+    tx.commit().await?;
+    Ok(pending.script)
+}
+
+pub async fn delete(pool: &SqlitePool, id: ScriptId) -> Result<bool, StoreError> {
+    let done = sqlx::query("DELETE FROM scripts WHERE id = ?1")
+        .bind(id.to_string())
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub async fn versions(pool: &SqlitePool, id: ScriptId) -> Result<Vec<VersionInfo>, StoreError> {
+    sqlx::query_as::<_, VersionRow>(
+        "SELECT version, content_hash, created_at FROM script_versions \
+         WHERE script_id = ?1 ORDER BY version",
+    )
+    .bind(id.to_string())
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(VersionRow::into_info)
+    .collect()
+}
+
+pub async fn setting(pool: &SqlitePool, key: &str) -> Result<Option<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = ?1")
+            .bind(key)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+pub async fn set_setting(pool: &SqlitePool, key: &str, value: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(key)
+    .bind(value)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+async fn insert_version(
+    tx: &mut Transaction<'static, Sqlite>,
+    pending: &PendingVersion,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO script_versions (script_id, version, source, content_hash, limits, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .bind(pending.script.id.to_string())
+    .bind(pending.version())
+    .bind(&pending.script.source)
+    .bind(&pending.content_hash)
+    .bind(&pending.limits_json)
+    .bind(pending.updated_at_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
