@@ -29,10 +29,15 @@ pub struct AdminState {
 /// The admin routes, token-protected; unknown admin paths are a JSON `404`.
 pub fn router(state: Arc<AdminState>, token: AdminToken) -> Router {
     Router::new()
-        .route("/api/admin/scripts", get(scripts::list).post(scripts::create))
+        .route(
+            "/api/admin/scripts",
+            get(scripts::list).post(scripts::create),
+        )
         .route(
             "/api/admin/scripts/{id}",
-            get(scripts::get).put(scripts::update).delete(scripts::delete),
+            get(scripts::get)
+                .put(scripts::update)
+                .delete(scripts::delete),
         )
         .fallback(|| async { ApiError::NotFound("no such admin endpoint".into()) })
         .with_state(state)

@@ -131,7 +131,11 @@ pub async fn create(
         .await?;
     state.catalog.upsert(script.clone());
     tracing::info!(script = %script.id, name = %script.name, "script created");
-    Ok((StatusCode::CREATED, Json(ScriptView::new(&state, script, true))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(ScriptView::new(&state, script, true)),
+    )
+        .into_response())
 }
 
 pub async fn list(State(state): State<Arc<AdminState>>) -> Result<Json<Vec<ScriptView>>, ApiError> {
@@ -213,7 +217,17 @@ mod tests {
         for ok in ["a", "hello-world", "x_1", "0abc", &"a".repeat(64)] {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-a", "_a", "A", "a b", "a/b", "é", &"a".repeat(65), "0b7e8c52-58d2-4c3b-9f57-7d16b8f0d1a3"] {
+        for bad in [
+            "",
+            "-a",
+            "_a",
+            "A",
+            "a b",
+            "a/b",
+            "é",
+            &"a".repeat(65),
+            "0b7e8c52-58d2-4c3b-9f57-7d16b8f0d1a3",
+        ] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
     }
