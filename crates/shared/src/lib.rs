@@ -10,6 +10,7 @@
 pub mod ids;
 pub mod invocation;
 pub mod limits;
+pub mod net;
 pub mod outcome;
 pub mod script;
 pub mod traits;
@@ -20,6 +21,7 @@ pub use invocation::{
     ScriptResponse,
 };
 pub use limits::{LimitError, LimitOverrides, LimitSpec, Limits, LimitsConfig};
+pub use net::TrustedProxies;
 pub use outcome::Outcome;
 pub use script::{Script, ScriptRef};
 pub use traits::{

@@ -3,7 +3,10 @@
 //! fails when the document and the code disagree. Regenerate with
 //! `PICLOUD_BLESS=1 cargo test -p shared --test limits_doc`.
 
-#![allow(clippy::unwrap_used, reason = "a test that cannot proceed should panic")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test that cannot proceed should panic"
+)]
 
 use std::fmt::Write as _;
 use std::path::Path;
