@@ -89,9 +89,19 @@ pub fn validate_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn parse_id(raw: &str) -> Result<ScriptId, ApiError> {
-    raw.parse()
-        .map_err(|e: shared::IdParseError| ApiError::BadRequest(e.to_string()))
+/// Finds a script by id (UUID) or by name; anything else is a `400`.
+pub async fn find(state: &AdminState, raw: &str) -> Result<Script, ApiError> {
+    let found = if let Ok(id) = raw.parse::<ScriptId>() {
+        state.repo.get(id).await?
+    } else if validate_name(raw).is_ok() {
+        state.repo.get_by_name(raw).await?
+    } else {
+        return Err(ApiError::BadRequest(format!(
+            "`{}` is neither a script id (UUID) nor a script name",
+            raw.chars().take(64).collect::<String>()
+        )));
+    };
+    found.ok_or_else(|| ApiError::NotFound(format!("no script `{raw}`")))
 }
 
 impl AdminState {
@@ -152,12 +162,7 @@ pub async fn get(
     State(state): State<Arc<AdminState>>,
     Path(id): Path<String>,
 ) -> Result<Json<ScriptView>, ApiError> {
-    let id = parse_id(&id)?;
-    let script = state
-        .repo
-        .get(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no script with id {id}")))?;
+    let script = find(&state, &id).await?;
     Ok(Json(ScriptView::new(&state, script, true)))
 }
 
@@ -166,17 +171,13 @@ pub async fn update(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<UpdateScript>,
 ) -> Result<Json<ScriptView>, ApiError> {
-    let id = parse_id(&id)?;
     if body.source.is_none() && body.limits.is_none() {
         return Err(ApiError::BadRequest(
             "nothing to change: give `source`, `limits` or both".into(),
         ));
     }
-    let current = state
-        .repo
-        .get(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no script with id {id}")))?;
+    let current = find(&state, &id).await?;
+    let id = current.id;
     let source = body.source.as_deref().unwrap_or(&current.source);
     let limits = body.limits.unwrap_or(current.limits);
     state.check_source(source, &limits).await?;
@@ -199,7 +200,7 @@ pub async fn delete(
     State(state): State<Arc<AdminState>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = parse_id(&id)?;
+    let id = find(&state, &id).await?.id;
     if !state.repo.delete(id).await? {
         return Err(ApiError::NotFound(format!("no script with id {id}")));
     }
