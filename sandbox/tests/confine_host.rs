@@ -1,0 +1,1 @@
+//! Confinement tests that drive the probe host binary (filled in below).
