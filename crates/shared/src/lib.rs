@@ -12,6 +12,7 @@ pub mod invocation;
 pub mod limits;
 pub mod net;
 pub mod outcome;
+pub mod route;
 pub mod script;
 pub mod traits;
 
