@@ -8,10 +8,13 @@
 //! sandbox-probe-host [--layers all|none|only:L|no:L] [--action report|kill]
 //!                    [--as-mib N] [--cpu-secs N] [--weak]
 //!                    (probe NAME [--port P] [--parent PID] [--victim PID] [--fd FD] [--scratch PATH]
-//!                     | stress alloc|recurse|burn|stderr|violation|healthy)
+//!                     | stress alloc|recurse|burn|stderr|violation|healthy|wait
+//!                     | check)
 //! ```
 //! Output lines: `report ...`, then `probe-result ...` (or `stress-done`);
-//! nothing more when a signal ends the process.
+//! nothing more when a signal ends the process. `check` confines nothing
+//! itself: it runs the probe matrix in confined forks and prints `cell ...`
+//! lines on stdout.
 
 use std::ffi::CString;
 use std::hint::black_box;
@@ -19,10 +22,10 @@ use std::io::{Read, Write};
 use std::os::fd::FromRawFd;
 use std::process::ExitCode;
 
-use sandbox::confine::probes::{self, Probe, ProbeTargets};
+use sandbox::confine::probes::{self, Probe, ProbeResult, ProbeTargets};
 use sandbox::confine::{
-    ConfinementPlan, ExpectedParent, Layer, LayerMode, LayerModes, PlanOptions, ViolationAction,
-    apply,
+    CheckCell, CheckConfig, ConfinementPlan, ExpectedParent, Layer, LayerMode, LayerModes,
+    PlanOptions, ViolationAction, apply, check_with,
 };
 
 const SOCKET_FD: i32 = 3;
@@ -111,6 +114,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.command.first().map(String::as_str) == Some("check") {
+        print_check();
+        return ExitCode::SUCCESS;
+    }
     // The harness's end of our stdout becomes the worker socket.
     // SAFETY: dup2 onto a fixed descriptor number before anything else runs.
     if unsafe { libc::dup2(1, SOCKET_FD) } < 0 {
@@ -180,6 +187,38 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Runs the whole probe matrix (unconfined runner, confined forks) and
+/// prints one line per cell: `cell PROBE COLUMN KIND [DETAIL...]`.
+fn print_check() {
+    let columns = CheckConfig::matrix();
+    let table = check_with(&PlanOptions::default(), &columns);
+    if let Some(err) = &table.setup_error {
+        println!("setup-error {err}");
+        return;
+    }
+    for row in &table.rows {
+        for (i, cell) in row.cells.iter().enumerate() {
+            let detail = match cell {
+                CheckCell::Returned {
+                    result: ProbeResult::Allowed,
+                } => "allowed".to_owned(),
+                CheckCell::Returned {
+                    result: ProbeResult::Denied { errno, step },
+                } => format!("denied {errno} {}", step.name()),
+                CheckCell::Killed { signal, syscall } => {
+                    format!(
+                        "killed {signal} {}",
+                        syscall.map_or_else(|| "-".to_owned(), |s| s.to_string())
+                    )
+                }
+                CheckCell::Exited { code } => format!("exited {code}"),
+                CheckCell::Error { message } => format!("error {message}"),
+            };
+            println!("cell {} {i} {detail}", row.probe.name());
+        }
+    }
+}
+
 fn targets(args: &Args) -> Result<ProbeTargets, String> {
     let scratch = args
         .options
@@ -230,6 +269,12 @@ fn stress(what: &str, socket: &mut std::fs::File) {
             // SAFETY: socket() with constant arguments.
             let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) };
             black_box(fd);
+        }
+        // Holds the process (for inspection from outside) until the harness
+        // closes its end of the socket.
+        "wait" => {
+            let mut sink = Vec::new();
+            let _ = socket.read_to_end(&mut sink);
         }
         // What a healthy worker does: socket I/O, heap churn, clocks,
         // randomness, a caught panic.

@@ -86,6 +86,8 @@ pub enum ArgRule {
     NoExec,
     /// Argument 2 (the advice) is one of these.
     Advice(&'static [libc::c_int]),
+    /// Argument 1 (the command) is one of these.
+    Command(&'static [libc::c_int]),
     /// `tgkill(own pid, _, signal)`.
     OwnProcessSignal(libc::c_int),
 }
@@ -169,6 +171,18 @@ pub const ALLOW_LIST: &[Allowed] = &[
         libc::SYS_close,
         ArgRule::Any,
         "dropping its own descriptors at exit",
+    ),
+    allow(
+        "sigaltstack",
+        libc::SYS_sigaltstack,
+        ArgRule::Any,
+        "std removes its stack-overflow handler's stack at exit",
+    ),
+    allow(
+        "fcntl",
+        libc::SYS_fcntl,
+        ArgRule::Command(&[libc::F_GETFD]),
+        "std's check that a descriptor is open when it is dropped",
     ),
     allow(
         "mmap",
@@ -352,6 +366,16 @@ fn rules_for(rule: ArgRule, socket_fd: RawFd) -> Result<Vec<SeccompRule>, Confin
                     2,
                     SeccompCmpOp::Eq,
                     u64::try_from(a).unwrap_or(u64::MAX),
+                )?])
+            })
+            .collect::<Result<_, _>>()?,
+        ArgRule::Command(commands) => commands
+            .iter()
+            .map(|&c| {
+                one(vec![condition(
+                    1,
+                    SeccompCmpOp::Eq,
+                    u64::try_from(c).unwrap_or(u64::MAX),
                 )?])
             })
             .collect::<Result<_, _>>()?,
