@@ -41,14 +41,14 @@ fn new_script(name: &str, source: &str) -> NewScript {
     NewScript {
         name: name.to_owned(),
         source: source.to_owned(),
-        limits: LimitOverrides::default(),
+        ..NewScript::default()
     }
 }
 
 fn source_change(source: &str) -> ScriptChange {
     ScriptChange {
         source: Some(source.to_owned()),
-        limits: None,
+        ..ScriptChange::default()
     }
 }
 
@@ -110,14 +110,14 @@ on_both_backends! {
         let first_limits = LimitOverrides { wall_time_ms: Some(250), ..LimitOverrides::default() };
         let second_limits = LimitOverrides { operations: Some(5_000), ..LimitOverrides::default() };
         let v1 = repo
-            .create(NewScript { name: "s".into(), source: "1".into(), limits: first_limits })
+            .create(NewScript { name: "s".into(), source: "1".into(), limits: first_limits, ..NewScript::default() })
             .await
             .unwrap();
 
         let v2 = repo.update(v1.id, source_change("2")).await.unwrap();
         assert_eq!((v2.version, v2.source.as_str(), v2.limits), (2, "2", first_limits));
         let v3 = repo
-            .update(v1.id, ScriptChange { source: None, limits: Some(second_limits) })
+            .update(v1.id, ScriptChange { limits: Some(second_limits), ..ScriptChange::default() })
             .await
             .unwrap();
         assert_eq!((v3.version, v3.source.as_str(), v3.limits), (3, "2", second_limits));
@@ -261,7 +261,7 @@ on_both_backends! {
             ..LimitOverrides::default()
         };
         let script = repo
-            .create(NewScript { name: "limited".into(), source: "1".into(), limits })
+            .create(NewScript { name: "limited".into(), source: "1".into(), limits, ..NewScript::default() })
             .await
             .unwrap();
         assert_eq!(repo.get(script.id).await.unwrap().unwrap().limits, limits);
@@ -269,7 +269,7 @@ on_both_backends! {
         assert_eq!(serde_json::from_str::<LimitOverrides>(&stored).unwrap(), limits, "stored as JSON text");
 
         let cleared = repo
-            .update(script.id, ScriptChange { source: None, limits: Some(LimitOverrides::default()) })
+            .update(script.id, ScriptChange { limits: Some(LimitOverrides::default()), ..ScriptChange::default() })
             .await
             .unwrap();
         assert_eq!(cleared.limits, LimitOverrides::default());
@@ -378,4 +378,62 @@ async fn an_unusable_data_directory_is_a_config_error() {
     };
     let err = ScriptRepository::connect(&config).await.unwrap_err();
     assert!(matches!(err, StoreError::Config(_)), "{err:?}");
+}
+
+on_both_backends! {
+    async fn routes_and_cors_round_trip_and_survive_saves(db: TestDb) {
+        let repo = db.open().await;
+        let route = shared::route::Route { method: Some("POST".into()), path: "/exec/hooks/{id}".into() };
+        let created = repo
+            .create(NewScript {
+                name: "hook".into(),
+                source: "1".into(),
+                route: Some(route.clone()),
+                cors_origins: vec!["https://app.example.test".into()],
+                ..NewScript::default()
+            })
+            .await
+            .unwrap();
+        let read = repo.get(created.id).await.unwrap().unwrap();
+        assert_eq!(read.route.as_ref(), Some(&route));
+        assert_eq!(read.cors_origins, vec!["https://app.example.test".to_owned()]);
+        assert_eq!(read, created);
+
+        // A source-only save keeps the route; `Some(None)` removes it.
+        let v2 = repo.update(created.id, source_change("2")).await.unwrap();
+        assert_eq!(v2.route.as_ref(), Some(&route));
+        let v3 = repo
+            .update(created.id, ScriptChange { route: Some(None), cors_origins: Some(vec![]), ..ScriptChange::default() })
+            .await
+            .unwrap();
+        assert_eq!((v3.route.clone(), v3.cors_origins.len()), (None, 0));
+        assert_eq!(repo.get(created.id).await.unwrap().unwrap(), v3);
+        let listed = repo.list().await.unwrap();
+        assert_eq!(listed, vec![v3]);
+    }
+
+    async fn a_rollback_is_a_new_version_marked_with_its_origin(db: TestDb) {
+        let repo = db.open().await;
+        let v1 = repo.create(new_script("r", "\"one\"")).await.unwrap();
+        repo.update(v1.id, source_change("\"two\"")).await.unwrap();
+        let old = repo.get_version(v1.id, 1).await.unwrap().unwrap();
+        let v3 = repo
+            .update(
+                v1.id,
+                ScriptChange {
+                    source: Some(old.source.clone()),
+                    limits: Some(old.limits),
+                    restored_from: Some(1),
+                    ..ScriptChange::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!((v3.version, v3.source.as_str()), (3, "\"one\""));
+        let history = repo.versions(v1.id).await.unwrap();
+        assert_eq!(history.len(), 3);
+        assert_eq!(history[2].restored_from, Some(1));
+        assert_eq!(history[1].restored_from, None);
+        assert_eq!(history[2].content_hash, history[0].content_hash);
+    }
 }

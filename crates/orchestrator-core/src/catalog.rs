@@ -111,6 +111,8 @@ mod tests {
                 wall_time_ms: wall,
                 ..LimitOverrides::default()
             },
+            route: None,
+            cors_origins: Vec::new(),
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),
         }

@@ -5,9 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::ScriptId;
 use crate::limits::{LimitOverrides, Limits};
+use crate::route::Route;
 
 /// One version of a script, as stored by the manager.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Script {
     pub id: ScriptId,
     /// Unique, `[a-z0-9][a-z0-9_-]{0,63}`.
@@ -17,6 +18,12 @@ pub struct Script {
     pub source: String,
     /// The script's own limits; unset ones follow the operator defaults.
     pub limits: LimitOverrides,
+    /// The custom route under `/exec/*`, if the script has one.
+    #[serde(default)]
+    pub route: Option<Route>,
+    /// Origins allowed to call the script from a browser (CORS); empty: none.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use shared::route::Route;
 use shared::{LimitOverrides, Limits, Script, ScriptId};
 
 use super::AdminState;
@@ -27,6 +28,30 @@ pub struct CreateScript {
     pub source: String,
     #[serde(default)]
     pub limits: LimitOverrides,
+    /// `{"method": "POST", "path": "/exec/hooks/{id}"}` or `"POST /exec/hooks/{id}"`.
+    #[serde(default)]
+    pub route: Option<RouteInput>,
+    /// Browser origins allowed to call the script (CORS).
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+}
+
+/// A route in either of its two spellings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RouteInput {
+    Text(String),
+    Object(Route),
+}
+
+impl RouteInput {
+    fn into_route(self) -> Result<Route, ApiError> {
+        let route = match self {
+            Self::Text(t) => Route::from_cli(&t),
+            Self::Object(r) => r.parse().map(|p| p.to_route()),
+        };
+        route.map_err(|e| ApiError::BadRequest(e.to_string()))
+    }
 }
 
 /// `PUT /api/admin/scripts/{id}`: what is given changes, the rest stays.
@@ -35,6 +60,20 @@ pub struct CreateScript {
 pub struct UpdateScript {
     pub source: Option<String>,
     pub limits: Option<LimitOverrides>,
+    /// Absent: keep; `null`: remove the route; a value: set it.
+    #[serde(default, deserialize_with = "present")]
+    pub route: Option<Option<RouteInput>>,
+    pub cors_origins: Option<Vec<String>>,
+}
+
+/// Tells a field that is `null` (`Some(None)`) from one that is absent (`None`).
+#[allow(clippy::option_option, reason = "absent, null and a value are three different requests")]
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A script as the admin API shows it.
@@ -49,16 +88,21 @@ pub struct ScriptView {
     pub limits: LimitOverrides,
     /// What it actually runs under.
     pub effective_limits: Limits,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<Route>,
+    pub cors_origins: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 impl ScriptView {
-    fn new(state: &AdminState, script: Script, with_source: bool) -> Self {
+    pub fn new(state: &AdminState, script: Script, with_source: bool) -> Self {
         Self {
             id: script.id,
             effective_limits: state.limits.resolve(&script.limits),
             limits: script.limits,
+            route: script.route,
+            cors_origins: script.cors_origins,
             name: script.name,
             version: script.version,
             source: with_source.then_some(script.source),
@@ -106,7 +150,11 @@ pub async fn find(state: &AdminState, raw: &str) -> Result<Script, ApiError> {
 
 impl AdminState {
     /// Validates limits and source, and compiles the source in a worker.
-    async fn check_source(&self, source: &str, overrides: &LimitOverrides) -> Result<(), ApiError> {
+    pub(super) async fn check_source(
+        &self,
+        source: &str,
+        overrides: &LimitOverrides,
+    ) -> Result<(), ApiError> {
         self.limits
             .validate(overrides)
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -125,18 +173,84 @@ impl AdminState {
     }
 }
 
+impl AdminState {
+    /// `409` naming the other script when `route` overlaps one of its routes.
+    async fn check_route_free(
+        &self,
+        route: &Route,
+        this: Option<ScriptId>,
+    ) -> Result<(), ApiError> {
+        let wanted = route
+            .parse()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        for other in self.repo.list().await? {
+            if Some(other.id) == this {
+                continue;
+            }
+            let Some(theirs) = other.route.as_ref().and_then(|r| r.parse().ok()) else {
+                continue;
+            };
+            if wanted.overlaps(&theirs) {
+                return Err(ApiError::Conflict(format!(
+                    "route `{route}` overlaps `{}` of script `{}`",
+                    theirs.to_route(),
+                    other.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Origins are `scheme://host[:port]` (http or https), or `*` for any.
+fn validate_origins(origins: Vec<String>) -> Result<Vec<String>, ApiError> {
+    if origins.len() > 32 {
+        return Err(ApiError::BadRequest("at most 32 CORS origins".into()));
+    }
+    for o in &origins {
+        let rest = o
+            .strip_prefix("https://")
+            .or_else(|| o.strip_prefix("http://"));
+        let ok = o == "*"
+            || rest.is_some_and(|host| {
+                !host.is_empty()
+                    && host.len() <= 253
+                    && host.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+                    })
+            });
+        if !ok {
+            return Err(ApiError::BadRequest(format!(
+                "CORS origin `{}` must be `*` or scheme://host[:port] with http or https",
+                o.chars().take(64).collect::<String>()
+            )));
+        }
+    }
+    Ok(origins)
+}
+
 pub async fn create(
     State(state): State<Arc<AdminState>>,
     JsonBody(body): JsonBody<CreateScript>,
 ) -> Result<Response, ApiError> {
     validate_name(&body.name)?;
+    let route = body.route.map(RouteInput::into_route).transpose()?;
+    let cors_origins = validate_origins(body.cors_origins)?;
     state.check_source(&body.source, &body.limits).await?;
+    // Route checks and the write happen under one lock, so two writers
+    // cannot both claim overlapping routes.
+    let _routes = state.route_writes.lock().await;
+    if let Some(route) = &route {
+        state.check_route_free(route, None).await?;
+    }
     let script = state
         .repo
         .create(NewScript {
             name: body.name,
             source: body.source,
             limits: body.limits,
+            route,
+            cors_origins,
         })
         .await?;
     state.catalog.upsert(script.clone());
@@ -171,16 +285,30 @@ pub async fn update(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<UpdateScript>,
 ) -> Result<Json<ScriptView>, ApiError> {
-    if body.source.is_none() && body.limits.is_none() {
+    if body.source.is_none()
+        && body.limits.is_none()
+        && body.route.is_none()
+        && body.cors_origins.is_none()
+    {
         return Err(ApiError::BadRequest(
-            "nothing to change: give `source`, `limits` or both".into(),
+            "nothing to change: give `source`, `limits`, `route` or `cors_origins`".into(),
         ));
     }
+    let route = match body.route {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(input)) => Some(Some(input.into_route()?)),
+    };
+    let cors_origins = body.cors_origins.map(validate_origins).transpose()?;
     let current = find(&state, &id).await?;
     let id = current.id;
     let source = body.source.as_deref().unwrap_or(&current.source);
     let limits = body.limits.unwrap_or(current.limits);
     state.check_source(source, &limits).await?;
+    let _routes = state.route_writes.lock().await;
+    if let Some(Some(route)) = &route {
+        state.check_route_free(route, Some(id)).await?;
+    }
     let script = state
         .repo
         .update(
@@ -188,6 +316,9 @@ pub async fn update(
             ScriptChange {
                 source: body.source,
                 limits: body.limits,
+                route,
+                cors_origins,
+                restored_from: None,
             },
         )
         .await?;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared::LimitOverrides;
+use shared::route::Route;
 
 /// Where the database lives.
 #[derive(Clone, PartialEq, Eq)]
@@ -66,11 +67,13 @@ impl fmt::Display for Backend {
 
 /// A script to create. The caller has already validated the name, the source
 /// size and the limits; the store keeps what it is given.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NewScript {
     pub name: String,
     pub source: String,
     pub limits: LimitOverrides,
+    pub route: Option<Route>,
+    pub cors_origins: Vec<String>,
 }
 
 /// A save of an existing script: each `None` keeps the current value. Every
@@ -79,6 +82,11 @@ pub struct NewScript {
 pub struct ScriptChange {
     pub source: Option<String>,
     pub limits: Option<LimitOverrides>,
+    /// `Some(None)` removes the route.
+    pub route: Option<Option<Route>>,
+    pub cors_origins: Option<Vec<String>>,
+    /// Set by a rollback: the version whose content this save restores.
+    pub restored_from: Option<u32>,
 }
 
 /// One entry of a script's version history.
@@ -88,6 +96,9 @@ pub struct VersionInfo {
     /// SHA-256 of the version's source, lower-case hex.
     pub content_hash: String,
     pub created_at: DateTime<Utc>,
+    /// Written by a rollback to this earlier version's content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_from: Option<u32>,
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
+use shared::route::Route;
 use shared::{LimitOverrides, Script, ScriptId};
 
 use super::error::StoreError;
@@ -23,6 +24,9 @@ pub(super) struct ScriptRow {
     /// `None` when the version row the script points at is missing.
     pub source: Option<String>,
     pub limits: String,
+    pub route_method: Option<String>,
+    pub route_path: Option<String>,
+    pub cors_origins: String,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -43,6 +47,12 @@ impl ScriptRow {
             version,
             source,
             limits: parse_limits(&self.limits)?,
+            route: self.route_path.map(|path| Route {
+                method: self.route_method,
+                path,
+            }),
+            cors_origins: serde_json::from_str(&self.cors_origins)
+                .map_err(|err| StoreError::Corrupt(format!("script {id} CORS origins: {err}")))?,
             created_at: timestamp(self.created_at)?,
             updated_at: timestamp(self.updated_at)?,
         })
@@ -55,6 +65,7 @@ pub(super) struct VersionRow {
     pub version: i64,
     pub content_hash: String,
     pub created_at: i64,
+    pub restored_from: Option<i64>,
 }
 
 impl VersionRow {
@@ -63,6 +74,7 @@ impl VersionRow {
             version: version_number(self.version)?,
             content_hash: self.content_hash,
             created_at: timestamp(self.created_at)?,
+            restored_from: self.restored_from.map(version_number).transpose()?,
         })
     }
 }
@@ -74,21 +86,28 @@ pub(super) struct PendingVersion {
     pub script: Script,
     pub content_hash: String,
     pub limits_json: String,
+    pub cors_json: String,
+    pub restored_from: Option<u32>,
 }
 
 impl PendingVersion {
     /// Version 1 of a new script, stamped now.
     pub fn first(new: NewScript) -> Self {
         let now = now_millis();
-        Self::build(Script {
-            id: ScriptId::new(),
-            name: new.name,
-            version: 1,
-            source: new.source,
-            limits: new.limits,
-            created_at: timestamp_now(now),
-            updated_at: timestamp_now(now),
-        })
+        Self::build(
+            Script {
+                id: ScriptId::new(),
+                name: new.name,
+                version: 1,
+                source: new.source,
+                limits: new.limits,
+                route: new.route,
+                cors_origins: new.cors_origins,
+                created_at: timestamp_now(now),
+                updated_at: timestamp_now(now),
+            },
+            None,
+        )
     }
 
     /// The version after `current`, keeping whatever `change` leaves unset.
@@ -98,21 +117,41 @@ impl PendingVersion {
             StoreError::Other(format!("script {} has no version numbers left", current.id))
         })?;
         let updated_at = timestamp_now(now_millis()).max(current.updated_at);
-        Ok(Self::build(Script {
-            version,
-            source: change.source.unwrap_or(current.source),
-            limits: change.limits.unwrap_or(current.limits),
-            updated_at,
-            ..current
-        }))
+        Ok(Self::build(
+            Script {
+                version,
+                source: change.source.unwrap_or(current.source),
+                limits: change.limits.unwrap_or(current.limits),
+                route: change.route.unwrap_or(current.route),
+                cors_origins: change.cors_origins.unwrap_or(current.cors_origins),
+                updated_at,
+                ..current
+            },
+            change.restored_from,
+        ))
     }
 
-    fn build(script: Script) -> Self {
+    fn build(script: Script, restored_from: Option<u32>) -> Self {
         Self {
             content_hash: content_hash(&script.source),
             limits_json: limits_json(&script.limits),
+            cors_json: serde_json::to_string(&script.cors_origins)
+                .expect("a list of strings always serializes"),
+            restored_from,
             script,
         }
+    }
+
+    pub fn route_method(&self) -> Option<&str> {
+        self.script.route.as_ref().and_then(|r| r.method.as_deref())
+    }
+
+    pub fn route_path(&self) -> Option<&str> {
+        self.script.route.as_ref().map(|r| r.path.as_str())
+    }
+
+    pub fn restored_from(&self) -> Option<i64> {
+        self.restored_from.map(i64::from)
     }
 
     pub fn version(&self) -> i64 {
@@ -172,6 +211,9 @@ mod tests {
             version: 3,
             source: Some("40 + 2".to_owned()),
             limits: r#"{"wall_time_ms":100}"#.to_owned(),
+            route_method: None,
+            route_path: None,
+            cors_origins: "[]".to_owned(),
             created_at: 1_700_000_000_000,
             updated_at: 1_700_000_000_123,
         }
@@ -248,7 +290,7 @@ mod tests {
             current.clone(),
             ScriptChange {
                 source: Some("1".into()),
-                limits: None,
+                ..ScriptChange::default()
             },
         )
         .unwrap();
@@ -271,7 +313,7 @@ mod tests {
         let pending = PendingVersion::first(NewScript {
             name: "a".into(),
             source: "1".into(),
-            limits: LimitOverrides::default(),
+            ..NewScript::default()
         });
         assert_eq!(pending.script.version, 1);
         assert_eq!(pending.script.created_at, pending.script.updated_at);

@@ -35,7 +35,7 @@ const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 macro_rules! current_script {
     ($tail:literal) => {
         concat!(
-            "SELECT s.id, s.name, s.version, v.source, s.limits, s.created_at, s.updated_at ",
+            "SELECT s.id, s.name, s.version, v.source, s.limits, s.route_method, s.route_path, s.cors_origins, s.created_at, s.updated_at ",
             "FROM scripts s LEFT JOIN script_versions v ",
             "ON v.script_id = s.id AND v.version = s.version ",
             $tail
@@ -91,8 +91,8 @@ pub async fn create(pool: &SqlitePool, new: NewScript) -> Result<Script, StoreEr
     let pending = PendingVersion::first(new);
     let mut tx = pool.begin_with(BEGIN_WRITE).await?;
     sqlx::query(
-        "INSERT INTO scripts (id, name, version, limits, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO scripts (id, name, version, limits, created_at, updated_at, route_method, route_path, cors_origins) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )
     .bind(pending.script.id.to_string())
     .bind(&pending.script.name)
@@ -100,6 +100,9 @@ pub async fn create(pool: &SqlitePool, new: NewScript) -> Result<Script, StoreEr
     .bind(&pending.limits_json)
     .bind(pending.created_at_ms())
     .bind(pending.updated_at_ms())
+    .bind(pending.route_method())
+    .bind(pending.route_path())
+    .bind(&pending.cors_json)
     .execute(&mut *tx)
     .await
     .map_err(|err| {
@@ -147,7 +150,7 @@ pub async fn get_version(
     version: u32,
 ) -> Result<Option<Script>, StoreError> {
     sqlx::query_as::<_, ScriptRow>(
-        "SELECT s.id, s.name, v.version, v.source, v.limits, s.created_at, \
+        "SELECT s.id, s.name, v.version, v.source, v.limits, s.route_method, s.route_path, s.cors_origins, s.created_at, \
                 v.created_at AS updated_at \
          FROM script_versions v JOIN scripts s ON s.id = v.script_id \
          WHERE v.script_id = ?1 AND v.version = ?2",
@@ -173,13 +176,19 @@ pub async fn update(
         .ok_or(StoreError::NotFound)?
         .into_script()?;
     let pending = PendingVersion::next(current, change)?;
-    sqlx::query("UPDATE scripts SET version = ?2, limits = ?3, updated_at = ?4 WHERE id = ?1")
-        .bind(id.to_string())
-        .bind(pending.version())
-        .bind(&pending.limits_json)
-        .bind(pending.updated_at_ms())
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE scripts SET version = ?2, limits = ?3, updated_at = ?4, \
+         route_method = ?5, route_path = ?6, cors_origins = ?7 WHERE id = ?1",
+    )
+    .bind(id.to_string())
+    .bind(pending.version())
+    .bind(&pending.limits_json)
+    .bind(pending.updated_at_ms())
+    .bind(pending.route_method())
+    .bind(pending.route_path())
+    .bind(&pending.cors_json)
+    .execute(&mut *tx)
+    .await?;
     insert_version(&mut tx, &pending).await?;
     tx.commit().await?;
     Ok(pending.script)
@@ -195,7 +204,7 @@ pub async fn delete(pool: &SqlitePool, id: ScriptId) -> Result<bool, StoreError>
 
 pub async fn versions(pool: &SqlitePool, id: ScriptId) -> Result<Vec<VersionInfo>, StoreError> {
     sqlx::query_as::<_, VersionRow>(
-        "SELECT version, content_hash, created_at FROM script_versions \
+        "SELECT version, content_hash, created_at, restored_from FROM script_versions \
          WHERE script_id = ?1 ORDER BY version",
     )
     .bind(id.to_string())
@@ -232,8 +241,9 @@ async fn insert_version(
     pending: &PendingVersion,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO script_versions (script_id, version, source, content_hash, limits, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO script_versions \
+         (script_id, version, source, content_hash, limits, created_at, restored_from) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )
     .bind(pending.script.id.to_string())
     .bind(pending.version())
@@ -241,6 +251,7 @@ async fn insert_version(
     .bind(&pending.content_hash)
     .bind(&pending.limits_json)
     .bind(pending.updated_at_ms())
+    .bind(pending.restored_from())
     .execute(&mut **tx)
     .await?;
     Ok(())
