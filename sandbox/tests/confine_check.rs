@@ -23,13 +23,13 @@ fn context() -> Context {
     Context::current(abi)
 }
 
-fn assert_matrix(table: &CheckTable, columns: &[CheckConfig], ctx: &Context) {
+fn assert_matrix(table: &CheckTable, columns: &[CheckConfig], ctx: Context) {
     println!("{table}");
     assert!(table.setup_error.is_none(), "{table}");
     let mut failures = Vec::new();
     for row in &table.rows {
         for (cell, column) in row.cells.iter().zip(columns) {
-            let want = expected(row.probe, &column.modes, ctx);
+            let want = expected(row.probe, column.modes, ctx);
             if !want.matches(cell) {
                 failures.push(format!(
                     "{} / {}: got {cell:?}, want {want:?}",
@@ -62,7 +62,7 @@ fn every_layer_blocks_what_it_claims_as_root() {
     let columns = CheckConfig::matrix();
     let table = check_with(&PlanOptions::default(), &columns);
     assert!(table.fully_blocked());
-    assert_matrix(&table, &columns, &ctx);
+    assert_matrix(&table, &columns, ctx);
 }
 
 #[test]

@@ -6,6 +6,9 @@
 //! whose stderr is a file; and the whole probe matrix holds when the
 //! prober starts as an unprivileged user.
 
+// Test helpers panic on harness failures, like the tests themselves.
+#![allow(clippy::unwrap_used)]
+
 mod confine_support;
 
 use std::io::{Read, Write};
@@ -48,7 +51,7 @@ fn spawn(args: &[&str], stderr: Stdio) -> (Child, UnixStream) {
         .stderr(stderr)
         .spawn()
         .unwrap();
-    ours.set_read_timeout(Some(Duration::from_secs(60)))
+    ours.set_read_timeout(Some(Duration::from_mins(1)))
         .unwrap();
     (child, ours)
 }
@@ -331,7 +334,7 @@ fn the_matrix_holds_for_an_unprivileged_prober() {
         let probe: Probe = probe.parse().unwrap();
         let column = &columns[column.parse::<usize>().unwrap()];
         let cell = parse_cell(rest);
-        let want = expected(probe, &column.modes, &ctx);
+        let want = expected(probe, column.modes, ctx);
         if !want.matches(&cell) {
             failures.push(format!(
                 "{} / {}: got {cell:?}, want {want:?}",
@@ -358,7 +361,7 @@ fn proc_owner_while_waiting(layers: &str) -> u32 {
         .spawn()
         .unwrap();
     drop(cmd);
-    ours.set_read_timeout(Some(Duration::from_secs(60)))
+    ours.set_read_timeout(Some(Duration::from_mins(1)))
         .unwrap();
     // Wait until the host has confined itself and said so.
     let mut first = [0u8; 7];

@@ -2,9 +2,9 @@
 //!
 //! Invariants after [`apply`]: when the process started as root, its real,
 //! effective and saved uid and gid are the worker account's (never 0), it
-//! has no supplementary groups and an empty capability bounding set; in
-//! every case its permitted, effective, inheritable and ambient capability
-//! sets are empty. The account is resolved before fork
+//! has no supplementary groups and (given `CAP_SETPCAP`) an empty bounding
+//! set; in every case its permitted, effective, inheritable and ambient
+//! capability sets are empty. The account is resolved before fork
 //! ([`WorkerIdentity::resolve`]), because looking it up reads files.
 
 use nix::errno::Errno;
@@ -119,9 +119,12 @@ fn drop_bounding_set() -> Result<(), ConfineError> {
     for cap in 0..=63 {
         // SAFETY: prctl with integer arguments only.
         if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
-            // EINVAL: past the last capability this kernel knows.
+            // EINVAL: past the last capability this kernel knows. EPERM: no
+            // CAP_SETPCAP (some container runtimes); the uid switch below
+            // still empties every set, and no_new_privs keeps exec from
+            // refilling them.
             return match Errno::last() {
-                Errno::EINVAL => Ok(()),
+                Errno::EINVAL | Errno::EPERM => Ok(()),
                 errno => Err(ConfineError::sys(LAYER, "prctl(PR_CAPBSET_DROP)", errno)),
             };
         }

@@ -57,8 +57,8 @@ pub enum Expect {
 impl Expect {
     pub fn matches(&self, cell: &CheckCell) -> bool {
         match (self, cell) {
-            (Expect::Unclaimed, _) => true,
-            (
+            (Expect::Unclaimed, _)
+            | (
                 Expect::Ok,
                 CheckCell::Returned {
                     result: ProbeResult::Allowed,
@@ -102,7 +102,7 @@ pub fn seccomp_call(probe: Probe) -> &'static [&'static str] {
 /// What `probe` must run into with `modes`, in layer order of precedence:
 /// seccomp first (it sees the call before anything else), then the layer
 /// the kernel checks first for that call.
-pub fn expected(probe: Probe, modes: &LayerModes, ctx: &Context) -> Expect {
+pub fn expected(probe: Probe, modes: LayerModes, ctx: Context) -> Expect {
     use Expect::{Errno, ExecRan, Ok, Seccomp, Unclaimed};
     let on = |l: Layer| modes.is_on(l);
     if on(Layer::Seccomp) {
@@ -159,18 +159,15 @@ pub fn expected(probe: Probe, modes: &LayerModes, ctx: &Context) -> Expect {
             }
         }
         Probe::KillParent => {
-            if landlock && ctx.landlock_abi >= 6 {
-                Errno(libc::EPERM, "kill")
-            } else if on(Layer::Privileges) && ctx.root {
+            // Landlock's signal scope (ABI 6+), or a root parent after the drop.
+            if (landlock && ctx.landlock_abi >= 6) || (on(Layer::Privileges) && ctx.root) {
                 Errno(libc::EPERM, "kill")
             } else {
                 Ok
             }
         }
         Probe::Ptrace => {
-            if landlock {
-                Errno(libc::EPERM, "ptrace")
-            } else if on(Layer::Privileges) && ctx.root {
+            if landlock || (on(Layer::Privileges) && ctx.root) {
                 Errno(libc::EPERM, "ptrace")
             } else {
                 // Root may trace anything; a non-root prober traces its own uid.
