@@ -1,22 +1,40 @@
-//! The orchestrator's script table: every script, in memory.
+//! The orchestrator's script table and route table: every script, in memory.
 //!
 //! Loaded whole at start and updated by the manager on every change
 //! ([`CatalogUpdates`]). Readers take a snapshot with one atomic load; writers
-//! (rare: admin changes) copy the map, change it and swap it in, so an
+//! (rare: admin changes) copy the map, rebuild the routes from it and swap
+//! both in together, so a lookup never sees a route without its script and an
 //! invocation in flight keeps the [`ScriptRef`] it started with.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use shared::route::RouteLookup;
 use shared::{CatalogUpdates, LimitsConfig, Script, ScriptId, ScriptRef, ScriptResolver};
 
+use crate::routing::RouteTable;
+
 type Table = HashMap<ScriptId, Arc<ScriptRef>>;
+
+/// Scripts and the routes derived from them, swapped as one.
+#[derive(Default)]
+struct Snapshot {
+    scripts: Table,
+    routes: RouteTable,
+}
+
+impl Snapshot {
+    fn new(scripts: Table) -> Self {
+        let routes = RouteTable::build(scripts.values());
+        Self { scripts, routes }
+    }
+}
 
 /// In-memory script table; implements both sides of the manager/orchestrator seam.
 pub struct ScriptCatalog {
     limits: LimitsConfig,
-    table: ArcSwap<Table>,
+    table: ArcSwap<Snapshot>,
     /// Serialises writers so two updates cannot lose each other's change.
     write: Mutex<()>,
 }
@@ -25,14 +43,14 @@ impl ScriptCatalog {
     pub fn new(limits: LimitsConfig) -> Self {
         Self {
             limits,
-            table: ArcSwap::from_pointee(Table::new()),
+            table: ArcSwap::from_pointee(Snapshot::default()),
             write: Mutex::new(()),
         }
     }
 
     /// Number of scripts known.
     pub fn len(&self) -> usize {
-        self.table.load().len()
+        self.table.load().scripts.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -51,15 +69,35 @@ impl ScriptCatalog {
             .write
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut next = Table::clone(&self.table.load());
+        let mut next = Table::clone(&self.table.load().scripts);
         change(&mut next);
-        self.table.store(Arc::new(next));
+        self.table.store(Arc::new(Snapshot::new(next)));
     }
 }
 
 impl ScriptResolver for ScriptCatalog {
     fn by_id(&self, id: ScriptId) -> Option<Arc<ScriptRef>> {
-        self.table.load().get(&id).cloned()
+        self.table.load().scripts.get(&id).cloned()
+    }
+
+    fn by_route(&self, method: &str, segments: &[String]) -> RouteLookup<Arc<ScriptRef>> {
+        let snapshot = self.table.load();
+        match snapshot.routes.lookup(method, segments) {
+            RouteLookup::Found {
+                target,
+                params,
+                pattern,
+            } => match snapshot.scripts.get(&target) {
+                Some(script) => RouteLookup::Found {
+                    target: Arc::clone(script),
+                    params,
+                    pattern,
+                },
+                None => RouteLookup::NotFound,
+            },
+            RouteLookup::MethodNotAllowed { allowed } => RouteLookup::MethodNotAllowed { allowed },
+            RouteLookup::NotFound => RouteLookup::NotFound,
+        }
     }
 }
 
@@ -73,7 +111,7 @@ impl CatalogUpdates for ScriptCatalog {
             .write
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.table.store(Arc::new(table));
+        self.table.store(Arc::new(Snapshot::new(table)));
     }
 
     fn upsert(&self, script: Script) {

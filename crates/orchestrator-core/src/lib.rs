@@ -13,10 +13,12 @@
 //!   (status range, header syntax); platform-owned headers always win.
 
 pub mod catalog;
+pub mod cors;
 pub mod error;
 pub mod request;
 pub mod respond;
 pub mod routes;
+pub mod routing;
 pub mod sink;
 
 pub use catalog::ScriptCatalog;

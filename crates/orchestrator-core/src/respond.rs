@@ -27,6 +27,8 @@ pub const STATS_HEADER: &str = "x-picloud-stats";
 fn is_platform_owned(name: &HeaderName) -> bool {
     let n = name.as_str();
     n.starts_with("x-picloud-")
+        // CORS is answered by the platform from the script's allow-list.
+        || n.starts_with("access-control-")
         || matches!(
             n,
             "content-security-policy"

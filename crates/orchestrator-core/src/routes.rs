@@ -1,4 +1,5 @@
-//! The data plane's HTTP routes: `/api/execute/{id}`, `/healthz`, `/readyz`.
+//! The data plane's HTTP routes: `/api/execute/{id}`, `/exec/*` (custom
+//! routes), `/healthz`, `/readyz`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +17,10 @@ use shared::{
     InvocationSink, Outcome, ScriptId, ScriptRef, ScriptResolver,
 };
 
-use crate::error::RequestError;
+use shared::route::{RouteLookup, normalize_request_path};
+
+use crate::cors;
+use crate::error::{RequestError, json_error};
 use crate::request;
 use crate::respond::{platform_headers, respond};
 
@@ -41,6 +45,9 @@ pub struct Orchestrator {
 pub fn router(state: Arc<Orchestrator>) -> Router {
     Router::new()
         .route("/api/execute/{id}", any(execute))
+        .route("/exec", any(exec))
+        .route("/exec/", any(exec))
+        .route("/exec/{*path}", any(exec))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)
@@ -63,7 +70,73 @@ async fn execute(
     response
 }
 
+/// `/exec/*`: the script bound to this method and path.
+async fn exec(State(o): State<Arc<Orchestrator>>, request: Request) -> Response {
+    let invocation_id = InvocationId::new();
+    let mut response = o.exec_inner(invocation_id, request).await;
+    platform_headers(response.headers_mut(), invocation_id);
+    response
+}
+
 impl Orchestrator {
+    async fn exec_inner(&self, invocation_id: InvocationId, request: Request) -> Response {
+        let segments = match normalize_request_path(request.uri().path()) {
+            Some(Ok(segments)) => segments,
+            Some(Err(e)) => return RequestError::BadRequest(e.to_string()).into_response(),
+            None => return RequestError::NotFound("no such route".into()).into_response(),
+        };
+        let method = request.method().as_str();
+        let preflight = request.method() == axum::http::Method::OPTIONS
+            && request
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+        let lookup_method = if preflight {
+            request
+                .headers()
+                .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        } else {
+            method
+        };
+        match self.resolver.by_route(lookup_method, &segments) {
+            RouteLookup::Found {
+                target,
+                params,
+                pattern,
+            } => {
+                if preflight {
+                    return cors::preflight(&target, lookup_method, request.headers());
+                }
+                let origin = cors::allowed_origin(&target, request.headers()).cloned();
+                let mut response = match self.read_request(&target, request, params).await {
+                    Ok((script_request, client)) => {
+                        self.run(invocation_id, target, script_request, client, Some(pattern))
+                            .await
+                    }
+                    Err(e) => e.into_response(),
+                };
+                cors::decorate(&mut response, origin);
+                response
+            }
+            RouteLookup::MethodNotAllowed { allowed } => {
+                let mut response = (
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    json_error(
+                        "method_not_allowed",
+                        &format!("this route answers {}", allowed.join(", ")),
+                    ),
+                )
+                    .into_response();
+                if let Ok(v) = axum::http::HeaderValue::from_str(&allowed.join(", ")) {
+                    response.headers_mut().insert(header::ALLOW, v);
+                }
+                response
+            }
+            RouteLookup::NotFound => RequestError::NotFound("no such route".into()).into_response(),
+        }
+    }
+
     /// Resolves the script and reads the request within the script's limits.
     async fn prepare(
         &self,
@@ -77,6 +150,17 @@ impl Orchestrator {
             .resolver
             .by_id(id)
             .ok_or_else(|| RequestError::NotFound(format!("no script with id {id}")))?;
+        let (script_request, client) = self.read_request(&script, request, Vec::new()).await?;
+        Ok((script, script_request, client))
+    }
+
+    /// Reads the body within the script's limit and builds its `request`.
+    async fn read_request(
+        &self,
+        script: &ScriptRef,
+        request: Request,
+        params: Vec<(String, String)>,
+    ) -> Result<(shared::ScriptRequest, Option<SocketAddr>), RequestError> {
         let (parts, body) = request.into_parts();
         let client = parts
             .extensions
@@ -84,8 +168,8 @@ impl Orchestrator {
             .map(|c| c.0);
         let body = read_body(&parts.headers, body, script.limits.request_body_bytes).await?;
         let script_request =
-            request::build(&parts.method, &parts.uri, &parts.headers, Vec::new(), body)?;
-        Ok((script, script_request, client))
+            request::build(&parts.method, &parts.uri, &parts.headers, params, body)?;
+        Ok((script_request, client))
     }
 
     /// Runs a prepared invocation, answers, and hands the record to the sink.

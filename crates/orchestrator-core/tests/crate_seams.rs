@@ -3,7 +3,10 @@
 //! - only `manager-core` talks to a database;
 //! - `executor-core` has no database and no network stack of its own.
 
-#![allow(clippy::unwrap_used, reason = "a test that cannot proceed should panic")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test that cannot proceed should panic"
+)]
 
 use std::collections::{BTreeSet, HashMap};
 use std::process::Command;

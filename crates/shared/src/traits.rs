@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::ScriptId;
 use crate::invocation::{CompileError, Invocation, InvocationOutput, InvocationRecord};
 use crate::limits::Limits;
+use crate::route::RouteLookup;
 use crate::script::{Script, ScriptRef};
 
 /// Why an executor could not take an invocation at all. A script that fails,
@@ -66,6 +67,10 @@ pub trait ExecutorClient: Send + Sync + 'static {
 /// waits on a database.
 pub trait ScriptResolver: Send + Sync + 'static {
     fn by_id(&self, id: ScriptId) -> Option<Arc<ScriptRef>>;
+
+    /// The script bound to `method` and a normalised path under `/exec`
+    /// (see [`crate::route::normalize_request_path`]).
+    fn by_route(&self, method: &str, segments: &[String]) -> RouteLookup<Arc<ScriptRef>>;
 }
 
 /// How the manager tells the orchestrator's catalog that scripts changed.
