@@ -91,8 +91,8 @@ pub fn seccomp_call(probe: Probe) -> &'static [&'static str] {
         Probe::Exec => &["execve"],
         Probe::KillParent => &["kill"],
         Probe::Ptrace => &["ptrace"],
-        // glibc reads the limit (prlimit64) before setting it.
-        Probe::RaiseRlimit => &["prlimit64", "setrlimit"],
+        // glibc's getrlimit and setrlimit are both prlimit64.
+        Probe::RaiseRlimit => &["prlimit64"],
         Probe::UserNamespace => &["unshare"],
         Probe::ExecMemory => &["mmap"],
         Probe::InheritedFd => &["read"],
