@@ -51,8 +51,7 @@ fn spawn(args: &[&str], stderr: Stdio) -> (Child, UnixStream) {
         .stderr(stderr)
         .spawn()
         .unwrap();
-    ours.set_read_timeout(Some(Duration::from_mins(1)))
-        .unwrap();
+    ours.set_read_timeout(Some(Duration::from_mins(1))).unwrap();
     (child, ours)
 }
 
@@ -361,8 +360,7 @@ fn proc_owner_while_waiting(layers: &str) -> u32 {
         .spawn()
         .unwrap();
     drop(cmd);
-    ours.set_read_timeout(Some(Duration::from_mins(1)))
-        .unwrap();
+    ours.set_read_timeout(Some(Duration::from_mins(1))).unwrap();
     // Wait until the host has confined itself and said so.
     let mut first = [0u8; 7];
     (&ours).read_exact(&mut first).unwrap();
@@ -385,4 +383,32 @@ fn an_undumpable_worker_is_hidden_from_its_own_uid() {
     // worker's uid cannot read its memory maps or ptrace it.
     assert_eq!(proc_owner_while_waiting("only:prctl"), 0);
     assert_eq!(proc_owner_while_waiting("none"), NOBODY);
+}
+
+#[test]
+fn a_failing_layer_stops_the_worker_unless_weakness_is_allowed() {
+    // Pid 1 is never the host's parent, so the fds layer's parent check fails.
+    let strict = run(&["--expect-parent", "1", "stress", "stderr"]);
+    assert_eq!(strict.status.code(), Some(3), "{:?}", strict.status);
+    assert!(
+        strict
+            .out
+            .starts_with("confine-error fds layer: the parent exited"),
+        "{}",
+        strict.out
+    );
+    assert!(!strict.out.contains("stress-done"));
+
+    let weak = run(&["--weak", "--expect-parent", "1", "stress", "stderr"]);
+    assert!(weak.status.success(), "{:?} {}", weak.status, weak.stderr);
+    let report = weak.out.lines().next().unwrap_or_default();
+    assert!(
+        report.contains("fds=UNAVAILABLE (fds layer: the parent exited"),
+        "{report}"
+    );
+    // The other layers still apply.
+    for layer in ["prctl", "rlimits", "landlock", "seccomp"] {
+        assert!(report.contains(&format!("{layer}=applied")), "{report}");
+    }
+    assert!(weak.out.contains("stress-done"), "{}", weak.out);
 }

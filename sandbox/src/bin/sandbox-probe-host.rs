@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! sandbox-probe-host [--layers all|none|only:L|no:L] [--action report|kill]
-//!                    [--as-mib N] [--cpu-secs N] [--weak]
+//!                    [--as-mib N] [--cpu-secs N] [--weak] [--expect-parent PID]
 //!                    (probe NAME [--port P] [--parent PID] [--victim PID] [--fd FD] [--scratch PATH]
 //!                     | stress alloc|recurse|burn|stderr|violation|healthy|wait
 //!                     | check)
@@ -129,7 +129,10 @@ fn main() -> ExitCode {
     let mut options = PlanOptions {
         modes: args.modes,
         on_violation: args.action,
-        parent: ExpectedParent::Pid(nix::unistd::getppid().as_raw()),
+        // `--expect-parent` lets a test make the fds layer fail on purpose.
+        parent: ExpectedParent::Pid(
+            option(&args, "expect-parent").unwrap_or_else(|| nix::unistd::getppid().as_raw()),
+        ),
         ..PlanOptions::default()
     };
     if let Some(mib) = args.as_mib {
