@@ -1,1 +1,32 @@
-fn main() {}
+//! `picloud`: the all-in-one server (manager, orchestrator and executor in
+//! one process) and its command line.
+
+mod cli;
+mod client;
+mod commands;
+mod dashboard;
+mod sandbox_gate;
+mod serve;
+mod telemetry;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Counts heap bytes in workers (off, one predictable branch, in the server).
+#[global_allocator]
+static ALLOC: executor_core::heap::CountingAllocator =
+    executor_core::heap::CountingAllocator::new();
+
+fn main() -> ExitCode {
+    // Before anything else: this process may be the pool's zygote.
+    sandbox::run_zygote_if_requested();
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("picloud: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -2,13 +2,23 @@
 //!
 //! A slow password hash would buy nothing for a random token and would turn a
 //! flood of wrong tokens into a CPU attack; the comparison is constant-time.
+//! Failures are `401` with no hint which part was wrong, and each client
+//! address gets a bounded number of them per minute before `429`. Browsers
+//! may call the admin API only from the dashboard's own origin.
 
 use std::io::Write as _;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use arc_swap::ArcSwap;
+use lru::LruCache;
+use shared::TrustedProxies;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -84,13 +94,21 @@ impl AdminToken {
             }
             return Ok((Self::from_secret(secret), TokenSource::Environment));
         }
-        if let Some(stored) = repo.setting(SETTING_KEY).await? {
-            let bytes = hex::decode(stored.trim()).map_err(|_| TokenError::CorruptHash)?;
-            let sha256 = <[u8; 32]>::try_from(bytes).map_err(|_| TokenError::CorruptHash)?;
-            return Ok((Self { sha256 }, TokenSource::Stored));
+        if let Some(token) = Self::stored(repo).await? {
+            return Ok((token, TokenSource::Stored));
         }
         let (token, path) = Self::issue(repo, data_dir).await?;
         Ok((token, TokenSource::Generated(path)))
+    }
+
+    /// The token whose hash is stored, if any.
+    pub async fn stored(repo: &ScriptRepository) -> Result<Option<Self>, TokenError> {
+        let Some(stored) = repo.setting(SETTING_KEY).await? else {
+            return Ok(None);
+        };
+        let bytes = hex::decode(stored.trim()).map_err(|_| TokenError::CorruptHash)?;
+        let sha256 = <[u8; 32]>::try_from(bytes).map_err(|_| TokenError::CorruptHash)?;
+        Ok(Some(Self { sha256 }))
     }
 
     /// Issues a new random token: stores its hash (replacing any old one) and
@@ -131,12 +149,102 @@ fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// Middleware: every admin request needs `Authorization: Bearer <token>`.
+/// Failed attempts one client address may make per window.
+pub const MAX_FAILURES: u32 = 20;
+/// The rate-limit window.
+pub const FAILURE_WINDOW: Duration = Duration::from_mins(1);
+/// Addresses tracked at once; the least recently failing are forgotten first.
+const TRACKED_CLIENTS: usize = 10_000;
+
+/// The admin API's gate: the token in force, the failure limiter and the
+/// trusted proxies that may name the client's address.
+pub struct AuthGuard {
+    token: ArcSwap<AdminToken>,
+    failures: Mutex<LruCache<IpAddr, (Instant, u32)>>,
+    trusted: TrustedProxies,
+}
+
+impl AuthGuard {
+    pub fn new(token: AdminToken, trusted: TrustedProxies) -> Self {
+        Self {
+            token: ArcSwap::from_pointee(token),
+            failures: Mutex::new(LruCache::new(
+                NonZeroUsize::new(TRACKED_CLIENTS).expect("non-zero constant"),
+            )),
+            trusted,
+        }
+    }
+
+    /// Puts a new token in force (after `picloud admin reset-token`).
+    pub fn replace(&self, token: AdminToken) {
+        self.token.store(Arc::new(token));
+    }
+
+    fn verify(&self, presented: &str) -> bool {
+        self.token.load().verify(presented)
+    }
+
+    /// Whether `ip` is still within its failure budget.
+    fn may_try(&self, ip: IpAddr) -> bool {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        match failures.get(&ip) {
+            Some((since, count)) if since.elapsed() < FAILURE_WINDOW => *count < MAX_FAILURES,
+            _ => true,
+        }
+    }
+
+    fn record_failure(&self, ip: IpAddr) {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        match failures.get_mut(&ip) {
+            Some((since, count)) if since.elapsed() < FAILURE_WINDOW => *count += 1,
+            _ => {
+                failures.put(ip, (now, 1));
+            }
+        }
+    }
+
+    /// Re-reads the stored hash every `every`, so a token reset from the
+    /// command line takes effect without a restart. Not used when the token
+    /// comes from the environment.
+    pub fn follow_stored(self: &Arc<Self>, repo: ScriptRepository, every: Duration) {
+        let guard = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                match AdminToken::stored(&repo).await {
+                    Ok(Some(token)) => {
+                        if token.sha256 != guard.token.load().sha256 {
+                            tracing::warn!(
+                                "the admin token was reset; the old one no longer works"
+                            );
+                            guard.replace(token);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(error = %e, "could not re-read the admin token hash"),
+                }
+            }
+        });
+    }
+}
+
+/// Middleware: every admin request needs `Authorization: Bearer <token>`,
+/// from a client within its failure budget, and (from a browser) the
+/// dashboard's own origin.
 pub async fn require_token(
-    State(token): State<Arc<AdminToken>>,
+    State(guard): State<Arc<AuthGuard>>,
     request: Request,
     next: Next,
 ) -> Response {
+    if !same_origin(request.headers()) {
+        return ApiError::ForbiddenOrigin.into_response();
+    }
+    let ip = client_ip(&guard.trusted, &request);
+    if !guard.may_try(ip) {
+        return ApiError::RateLimited(FAILURE_WINDOW.as_secs()).into_response();
+    }
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -144,9 +252,43 @@ pub async fn require_token(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match presented {
-        Some(p) if token.verify(p) => next.run(request).await,
-        _ => ApiError::Unauthorized.into_response(),
+        Some(p) if guard.verify(p) => next.run(request).await,
+        _ => {
+            guard.record_failure(ip);
+            tracing::info!(client = %ip, "admin request with a missing or wrong token");
+            ApiError::Unauthorized.into_response()
+        }
     }
+}
+
+fn client_ip(trusted: &TrustedProxies, request: &Request) -> IpAddr {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |c| c.0.ip());
+    let forwarded = request
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    trusted.client_ip(peer, forwarded)
+}
+
+/// A request with an `Origin` must come from the host it is sent to (the
+/// dashboard is served from the same host as the API). Requests without an
+/// `Origin` (command line, scripts) are not browsers' cross-site requests.
+pub fn same_origin(headers: &axum::http::HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers
+        .get("x-forwarded-host")
+        .or_else(|| headers.get(header::HOST))
+        .and_then(|h| h.to_str().ok());
+    let origin_host = origin.to_str().ok().and_then(|o| {
+        o.strip_prefix("https://")
+            .or_else(|| o.strip_prefix("http://"))
+    });
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
 #[cfg(test)]
@@ -159,6 +301,42 @@ mod tests {
         assert!(t.verify("picloud_abc"));
         assert!(!t.verify("picloud_abd"));
         assert!(!t.verify(""));
+    }
+
+    #[test]
+    fn limits_failures_per_client() {
+        let guard = AuthGuard::new(AdminToken::from_secret("t"), TrustedProxies::default());
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..MAX_FAILURES {
+            assert!(guard.may_try(a));
+            guard.record_failure(a);
+        }
+        assert!(!guard.may_try(a));
+        assert!(
+            guard.may_try(b),
+            "one client's failures do not lock out another"
+        );
+    }
+
+    #[test]
+    fn origin_must_match_the_host() {
+        use axum::http::{HeaderMap, HeaderValue};
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("box.local:8080"));
+        assert!(same_origin(&h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://box.local:8080"),
+        );
+        assert!(same_origin(&h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.test"),
+        );
+        assert!(!same_origin(&h));
+        h.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert!(!same_origin(&h));
     }
 
     #[test]

@@ -19,6 +19,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let announced = request
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if announced.is_some_and(|n| n > MAX_ADMIN_BODY as u64) {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "request body is larger than {MAX_ADMIN_BODY} bytes"
+            )));
+        }
         let bytes = read_capped(request.into_body(), MAX_ADMIN_BODY).await?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)

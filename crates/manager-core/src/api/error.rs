@@ -15,6 +15,10 @@ pub enum ApiError {
     BadRequest(String),
     #[error("a valid admin token is required")]
     Unauthorized,
+    #[error("too many failed attempts; retry in {0} seconds")]
+    RateLimited(u64),
+    #[error("the admin API answers only the dashboard's own origin")]
+    ForbiddenOrigin,
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -34,6 +38,8 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::ForbiddenOrigin => (StatusCode::FORBIDDEN, "forbidden_origin"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -64,6 +70,11 @@ impl IntoResponse for ApiError {
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer realm=\"picloud-admin\""),
                 );
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
             }
             StatusCode::SERVICE_UNAVAILABLE => {
                 response

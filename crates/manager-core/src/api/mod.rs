@@ -5,6 +5,8 @@
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod invocations;
+pub mod metrics;
 pub mod scripts;
 pub mod versions;
 
@@ -14,11 +16,11 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use shared::{CatalogUpdates, ExecutorClient, ExecutorStatus, LimitsConfig};
 
 use crate::store::ScriptRepository;
-pub use auth::{AdminToken, TokenSource};
+pub use auth::{AdminToken, AuthGuard, TokenSource};
 pub use error::ApiError;
 
 /// What the admin handlers work with.
@@ -29,10 +31,16 @@ pub struct AdminState {
     pub limits: LimitsConfig,
     /// Serialises writes that may claim a route (see `scripts::create`).
     pub route_writes: tokio::sync::Mutex<()>,
+    /// The invocation record pipeline (live stream, per-script drop counts).
+    pub records: crate::records::Records,
+    /// The sandbox layers workers get, as reported at start (`/api/admin/sandbox`).
+    pub sandbox: serde_json::Value,
+    /// Renders `/metrics`; `None` answers it with `404`.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// The admin routes, token-protected; unknown admin paths are a JSON `404`.
-pub fn router(state: Arc<AdminState>, token: AdminToken) -> Router {
+pub fn router(state: Arc<AdminState>, guard: Arc<AuthGuard>) -> Router {
     Router::new()
         .route(
             "/api/admin/scripts",
@@ -51,15 +59,35 @@ pub fn router(state: Arc<AdminState>, token: AdminToken) -> Router {
         )
         .route("/api/admin/scripts/{id}/rollback", post(versions::rollback))
         .route("/api/admin/pool", get(pool_status))
-        .fallback(|| async { ApiError::NotFound("no such admin endpoint".into()) })
+        .route("/api/admin/sandbox", get(sandbox_report))
+        .route(
+            "/api/admin/scripts/{id}/invocations",
+            get(invocations::list),
+        )
+        .route(
+            "/api/admin/scripts/{id}/invocations/stream",
+            get(invocations::stream),
+        )
+        .route("/api/admin/scripts/{id}/stats", get(invocations::stats))
+        .route("/api/admin/invocations/{id}", get(invocations::get))
+        .route("/metrics", get(metrics::render))
+        // A route, not a fallback: a merged router's fallback would lose the
+        // auth layer, and unknown admin paths must need the token too.
+        .route("/api/admin/{*rest}", any(unknown_admin_path))
         .with_state(state)
-        .layer(middleware::from_fn_with_state(
-            Arc::new(token),
-            auth::require_token,
-        ))
+        .layer(middleware::from_fn_with_state(guard, auth::require_token))
 }
 
 /// `GET /api/admin/pool`: the executor's capacity right now.
 async fn pool_status(State(state): State<Arc<AdminState>>) -> Json<ExecutorStatus> {
     Json(state.executor.status())
+}
+
+/// `GET /api/admin/sandbox`: the confinement layers in force and the kernel's support.
+async fn sandbox_report(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value> {
+    Json(state.sandbox.clone())
+}
+
+async fn unknown_admin_path() -> ApiError {
+    ApiError::NotFound("no such admin endpoint".into())
 }

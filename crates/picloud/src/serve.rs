@@ -1,0 +1,213 @@
+//! `picloud serve`: wires the three services together in one process.
+//!
+//! The manager (repository, admin API), the orchestrator (catalog, data
+//! plane) and the executor (the worker pool) meet only through the `shared`
+//! traits; this function is the one place that knows all three.
+
+use std::future::IntoFuture as _;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use manager_core::api::{AdminState, AdminToken, AuthGuard, TokenSource};
+use manager_core::records::{Records, RecordsConfig};
+use manager_core::store::{DbConfig, ScriptRepository};
+use orchestrator_core::{Orchestrator, OrchestratorConfig, ScriptCatalog};
+use shared::{CatalogUpdates as _, ExecutorClient, LimitsConfig};
+use tokio::sync::watch;
+
+use crate::cli::ServeArgs;
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    crate::telemetry::init(args.log_format);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let limits = LimitsConfig::from_lookup(|k| std::env::var(k).ok()).context("limits")?;
+
+    let repo = ScriptRepository::connect(&DbConfig {
+        data_dir: args.data_dir.clone(),
+        database_url: args.database_url.clone(),
+    })
+    .await
+    .context("opening the database")?;
+    tracing::info!(backend = repo.backend().as_str(), "database ready");
+
+    let (token, source) = AdminToken::bootstrap(&repo, &args.data_dir, args.admin_token.as_deref())
+        .await
+        .context("setting up the admin token")?;
+    let guard = Arc::new(AuthGuard::new(token, args.trusted_proxies.clone()));
+    if source != TokenSource::Environment {
+        guard.follow_stored(repo.clone(), std::time::Duration::from_secs(2));
+    }
+    match source {
+        TokenSource::Environment => tracing::info!("admin token: from PICLOUD_ADMIN_TOKEN"),
+        TokenSource::Stored => {
+            tracing::info!("admin token: the one issued earlier (only its hash is stored)")
+        }
+        TokenSource::Generated(path) => tracing::warn!(
+            path = %path.display(),
+            "admin token generated; it is in this file (mode 0600), and only its hash is stored"
+        ),
+    }
+
+    let pool_config = sandbox::PoolConfig::from_env().context("pool settings")?;
+    let sandbox_report = crate::sandbox_gate::check(&pool_config)?;
+    let pool = sandbox::Pool::start(pool_config)
+        .await
+        .context("starting the worker pool")?;
+    let executor: Arc<dyn ExecutorClient> = pool.clone();
+
+    let catalog = Arc::new(ScriptCatalog::new(limits));
+    catalog.load_all(repo.list().await.context("loading scripts")?);
+    tracing::info!(scripts = catalog.len(), "catalog loaded");
+
+    let metrics = manager_core::api::metrics::install_recorder()
+        .inspect_err(|e| tracing::error!(error = %e, "metrics are disabled"))
+        .ok();
+    let records = Records::start(
+        repo.clone(),
+        RecordsConfig {
+            buffer_bytes: usize::try_from(args.records_buffer_bytes).unwrap_or(usize::MAX),
+            keep_per_script: args.records_keep,
+            keep_for: Duration::from_secs(u64::from(args.records_keep_days) * 86_400),
+            ..RecordsConfig::default()
+        },
+        Some(catalog.clone()),
+    );
+
+    let orchestrator = Arc::new(Orchestrator {
+        executor: Arc::clone(&executor),
+        resolver: catalog.clone(),
+        sink: records.sink(),
+        health: vec![Arc::new(repo.clone())],
+        config: OrchestratorConfig {
+            expose_stats: args.expose_stats,
+            trusted_proxies: args.trusted_proxies.clone(),
+        },
+    });
+    let admin = Arc::new(AdminState {
+        repo: repo.clone(),
+        executor,
+        catalog,
+        limits,
+        route_writes: tokio::sync::Mutex::new(()),
+        records: records.clone(),
+        sandbox: sandbox_report,
+        metrics,
+    });
+    let app = orchestrator_core::router(orchestrator)
+        .merge(manager_core::api::router(Arc::clone(&admin), guard));
+    let app = app.merge(crate::dashboard::router());
+
+    // Set once SIGTERM/SIGINT arrives: every listener stops accepting.
+    let (stopping, stop) = watch::channel(false);
+    if let Some(bind) = args.metrics_bind {
+        serve_metrics(bind, admin, stop.clone()).await?;
+    }
+
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .with_context(|| format!("binding {}", args.bind))?;
+    let addr = listener.local_addr()?;
+    announce(addr);
+    let streams = records.clone();
+    let serving = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: no new connections; finishing in-flight requests");
+        // Live record streams never end by themselves; end them so the drain can.
+        streams.close_streams();
+        stopping.send_replace(true);
+    });
+    let grace = Duration::from_secs(args.shutdown_grace_secs);
+    tokio::select! {
+        served = serving.into_future() => served.context("serving")?,
+        () = grace_expired(stop, grace) => {
+            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; stopping anyway");
+        }
+    }
+
+    pool.shutdown().await;
+    let flushed = records.shutdown().await;
+    tracing::info!(
+        written = flushed.written,
+        lost = flushed.lost,
+        "invocation records flushed"
+    );
+    repo.close().await;
+    Ok(())
+}
+
+/// `/metrics` without the token on the operator's private address.
+async fn serve_metrics(
+    bind: SocketAddr,
+    admin: Arc<AdminState>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("binding the metrics address {bind}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "metrics listening");
+    let app = manager_core::api::metrics::public_router(admin);
+    tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            tracing::error!(error = %e, "metrics listener failed");
+        }
+    });
+    Ok(())
+}
+
+/// Resolves `grace` after shutdown began: the bound on finishing in-flight work.
+async fn grace_expired(mut stop: watch::Receiver<bool>, grace: Duration) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        // The server ended on its own; the select has its answer already.
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(grace).await;
+}
+
+/// One line on stdout with the real address (the port may have been 0).
+fn announce(addr: SocketAddr) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "picloud listening on http://{addr}");
+    let _ = out.flush();
+    tracing::info!(%addr, "listening");
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
