@@ -10,4 +10,5 @@
 //!   and each write is one transaction.
 
 pub mod api;
+pub mod records;
 pub mod store;

@@ -15,6 +15,7 @@
 pub mod catalog;
 pub mod cors;
 pub mod error;
+pub mod metrics;
 pub mod request;
 pub mod respond;
 pub mod routes;

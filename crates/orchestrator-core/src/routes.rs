@@ -1,7 +1,7 @@
 //! The data plane's HTTP routes: `/api/execute/{id}`, `/exec/*` (custom
 //! routes), `/healthz`, `/readyz`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use shared::{
     ExecutorClient, ExecutorError, HealthCheck, Invocation, InvocationId, InvocationRecord,
-    InvocationSink, Outcome, ScriptId, ScriptRef, ScriptResolver,
+    InvocationSink, Outcome, ScriptId, ScriptRef, ScriptResolver, TrustedProxies,
 };
 
 use shared::route::{RouteLookup, normalize_request_path};
@@ -25,10 +25,12 @@ use crate::request;
 use crate::respond::{platform_headers, respond};
 
 /// Data-plane settings.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct OrchestratorConfig {
     /// Send `X-PiCloud-Stats` with every response (`PICLOUD_EXPOSE_STATS=1`).
     pub expose_stats: bool,
+    /// Peers whose `X-Forwarded-For` names the client (`PICLOUD_TRUSTED_PROXIES`).
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Everything the data plane needs, injected as trait objects.
@@ -142,7 +144,7 @@ impl Orchestrator {
         &self,
         raw_id: &str,
         request: Request,
-    ) -> Result<(Arc<ScriptRef>, shared::ScriptRequest, Option<SocketAddr>), RequestError> {
+    ) -> Result<(Arc<ScriptRef>, shared::ScriptRequest, Option<IpAddr>), RequestError> {
         let id: ScriptId = raw_id
             .parse()
             .map_err(|e: shared::IdParseError| RequestError::BadRequest(e.to_string()))?;
@@ -160,12 +162,12 @@ impl Orchestrator {
         script: &ScriptRef,
         request: Request,
         params: Vec<(String, String)>,
-    ) -> Result<(shared::ScriptRequest, Option<SocketAddr>), RequestError> {
+    ) -> Result<(shared::ScriptRequest, Option<IpAddr>), RequestError> {
         let (parts, body) = request.into_parts();
         let client = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0);
+            .map(|c| client_ip(&self.config.trusted_proxies, c.0.ip(), &parts.headers));
         let body = read_body(&parts.headers, body, script.limits.request_body_bytes).await?;
         let script_request =
             request::build(&parts.method, &parts.uri, &parts.headers, params, body)?;
@@ -178,7 +180,7 @@ impl Orchestrator {
         id: InvocationId,
         script: Arc<ScriptRef>,
         request: shared::ScriptRequest,
-        client: Option<SocketAddr>,
+        client: Option<IpAddr>,
         route: Option<String>,
     ) -> Response {
         let started_at = chrono::Utc::now();
@@ -203,7 +205,7 @@ impl Orchestrator {
             }
         };
         let (response, status) = respond(id, &mut output, self.config.expose_stats);
-        self.sink.record(InvocationRecord {
+        let record = InvocationRecord {
             id,
             script_id: script.script.id,
             script_version: script.script.version,
@@ -218,10 +220,27 @@ impl Orchestrator {
             logs: output.logs,
             logs_truncated: output.logs_truncated,
             logs_shed: 0,
-            client_addr: client.map(|c| c.ip().to_string()),
-        });
+            client_addr: client.map(|c| c.to_string()),
+        };
+        crate::metrics::observe(&script, &record);
+        self.sink.record(record);
         response
     }
+}
+
+/// The client: the peer, or what a trusted proxy forwarded (every
+/// `X-Forwarded-For` line, in order, as one list).
+fn client_ip(trusted: &TrustedProxies, peer: IpAddr, headers: &axum::http::HeaderMap) -> IpAddr {
+    if trusted.is_empty() {
+        return peer;
+    }
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let joined = forwarded.join(",");
+    trusted.client_ip(peer, (!forwarded.is_empty()).then_some(joined.as_str()))
 }
 
 fn elapsed_us(since: Instant) -> u64 {

@@ -15,6 +15,7 @@
 //! compiled in and applied at [`ScriptRepository::connect`].
 
 mod error;
+pub mod invocations;
 mod model;
 mod postgres;
 mod rows;
