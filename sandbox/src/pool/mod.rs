@@ -52,6 +52,8 @@ pub(crate) struct PoolShared {
     wake: Arc<Notify>,
     closed: AtomicBool,
     zygote_up: AtomicBool,
+    /// The current zygote's pid (0 when none).
+    zygote_pid: AtomicU32,
     /// Consecutive workers that failed to start, and when the last one did.
     start_failures: AtomicU32,
     last_start_failure_ms: AtomicU64,
@@ -91,16 +93,31 @@ impl PoolShared {
 
     /// Returns a healthy worker to the idle set.
     fn release(&self, key: ScriptId, worker: WorkerHandle) {
-        let retire = self.lock().release(key, worker);
-        drop(retire);
+        let evicted = self.lock().release(key, worker);
+        self.evicted(evicted);
     }
 
     /// Takes a worker out of the pool for good; the supervisor replaces it.
     fn retire(&self, key: ScriptId, worker: WorkerHandle, why: Retirement) {
         self.counters.retired(why);
         drop(worker);
-        let retire = self.lock().release_retired(key);
-        drop(retire);
+        let evicted = self.lock().release_retired(key);
+        self.evicted(evicted);
+    }
+
+    /// A new worker is ready to serve.
+    fn add_fresh(&self, worker: WorkerHandle) {
+        let evicted = self.lock().add_fresh(worker);
+        self.evicted(evicted);
+    }
+
+    /// Drops (outside the lock) idle workers the scheduler evicted so another
+    /// script can have a fresh one.
+    fn evicted(&self, workers: Vec<WorkerHandle>) {
+        for worker in workers {
+            self.counters.retired(Retirement::Isolation);
+            drop(worker);
+        }
     }
 }
 
@@ -184,6 +201,7 @@ impl Pool {
             wake: Arc::new(Notify::new()),
             closed: AtomicBool::new(false),
             zygote_up: AtomicBool::new(false),
+            zygote_pid: AtomicU32::new(0),
             start_failures: AtomicU32::new(0),
             last_start_failure_ms: AtomicU64::new(0),
             created: Instant::now(),
@@ -221,6 +239,12 @@ impl Pool {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// The pid of the current zygote process, if one is running.
+    pub fn zygote_pid(&self) -> Option<u32> {
+        let pid = self.shared.zygote_pid.load(Ordering::SeqCst);
+        (pid != 0 && self.shared.zygote_up.load(Ordering::SeqCst)).then_some(pid)
     }
 
     /// Sets (or, with `None`, resets to the default) how many invocations of
@@ -271,8 +295,8 @@ impl Pool {
         if shared.closed.load(Ordering::SeqCst) {
             return Err(NoWorker::Closed);
         }
-        let (acquired, retire) = shared.lock().acquire(key, purpose);
-        drop(retire);
+        let (acquired, evicted) = shared.lock().acquire(key, purpose);
+        shared.evicted(evicted);
         let lease = |worker| Lease {
             shared: shared.clone(),
             key,

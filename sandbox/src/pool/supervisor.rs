@@ -58,11 +58,14 @@ pub(crate) async fn start_zygote(shared: &PoolShared) -> Result<ZygoteConn, Sand
         worker_address_space_bytes: config.worker_address_space_bytes,
     };
     match handshake(launched.control, init).await {
-        Ok((control, buf)) => Ok(ZygoteConn {
-            child,
-            control,
-            buf,
-        }),
+        Ok((control, buf)) => {
+            shared.zygote_pid.store(child.id(), Ordering::SeqCst);
+            Ok(ZygoteConn {
+                child,
+                control,
+                buf,
+            })
+        }
         Err(e) => {
             let _ = child.kill();
             let _ = tokio::task::spawn_blocking(move || child.wait()).await;
@@ -341,8 +344,7 @@ async fn await_hello(shared: Arc<PoolShared>, mut handle: WorkerHandle, asked: I
             shared.counters.spawned.fetch_add(1, Ordering::Relaxed);
             shared.counters.ready_after(asked.elapsed());
             shared.start_succeeded();
-            let retire = shared.lock().add_fresh(handle);
-            drop(retire);
+            shared.add_fresh(handle);
         }
         other => {
             handle.kill();
@@ -377,6 +379,13 @@ async fn zygote_died(shared: &PoolShared, zygote: Option<ZygoteConn>, books: &mu
     shared.zygote_up.store(false, Ordering::SeqCst);
     shared.set_problem(Some("the worker zygote died and is restarting".into()));
     books.requested.clear();
+    // Closing idle workers' sockets ends any that outlived the zygote.
+    let idle = shared.lock().drain_idle();
+    shared
+        .counters
+        .died_idle
+        .fetch_add(idle.len() as u64, Ordering::Relaxed);
+    drop(idle);
     if let Some(ZygoteConn {
         mut child, control, ..
     }) = zygote
@@ -398,27 +407,30 @@ async fn zygote_died(shared: &PoolShared, zygote: Option<ZygoteConn>, books: &mu
         }
     })
     .await;
-    let idle = shared.lock().drain_idle();
-    shared
-        .counters
-        .died_idle
-        .fetch_add(idle.len() as u64, Ordering::Relaxed);
-    drop(idle);
 }
 
-/// Waits (bounded) for an orphaned worker we inherited as subreaper.
+/// Reaps an orphaned worker we inherited as subreaper, killing it first if
+/// it outlived the zygote (its parent-death signal is lost if its
+/// credentials changed after it was armed). Only a pid that `waitpid` shows
+/// to be our own unreaped child is signalled, so no recycled pid is hit.
 fn reap_orphan(pid: u32) -> Death {
+    use nix::sys::signal::{Signal, kill};
     use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
     let Ok(raw) = i32::try_from(pid) else {
         return Death::Unknown;
     };
     let pid = nix::unistd::Pid::from_raw(raw);
-    for _ in 0..100 {
+    for attempt in 0..100 {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, code)) => return Death::Exited(code),
             Ok(WaitStatus::Signaled(_, sig, _)) => return Death::Signaled(sig as i32),
-            Ok(_) => std::thread::sleep(Duration::from_millis(20)),
-            // Not our child (no subreaper, or already reaped): nothing to learn.
+            Ok(_) => {
+                if attempt == 0 {
+                    let _ = kill(pid, Signal::SIGKILL);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            // Not our child (no subreaper, or the zygote reaped it): nothing to learn.
             Err(_) => return Death::Unknown,
         }
     }

@@ -1,6 +1,11 @@
 //! Helpers shared by the pool integration tests: a pool hosted by the real
 //! `picloud` binary, scripts and invocations.
-#![allow(dead_code)]
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test that cannot proceed should panic"
+)]
+#![allow(dead_code, reason = "each test binary uses its own subset")]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +36,11 @@ pub async fn start(config: PoolConfig) -> Arc<Pool> {
     pool
 }
 
+/// The epoch: these tests never look at timestamps.
+fn chrono_default<T: Default>() -> T {
+    T::default()
+}
+
 pub fn script(source: &str) -> Arc<ScriptRef> {
     script_with(source, |_| {})
 }
@@ -47,8 +57,8 @@ pub fn script_with(source: &str, tune: impl FnOnce(&mut Limits)) -> Arc<ScriptRe
             limits: shared::LimitOverrides::default(),
             route: None,
             cors_origins: Vec::new(),
-            created_at: Default::default(),
-            updated_at: Default::default(),
+            created_at: chrono_default(),
+            updated_at: chrono_default(),
         },
         limits,
     })
@@ -86,6 +96,14 @@ pub fn body(output: &InvocationOutput) -> String {
     String::from_utf8(response.body.clone()).unwrap()
 }
 
+/// Sends `sig` to `pid`.
+pub fn signal(pid: u32, sig: i32) {
+    let pid = i32::try_from(pid).unwrap();
+    // SAFETY: kill has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+}
+
 /// Pids of zombie processes whose parent is `parent`.
 pub fn zombies_of(parent: u32) -> Vec<u32> {
     let mut out = Vec::new();
@@ -102,8 +120,8 @@ pub fn zombies_of(parent: u32) -> Vec<u32> {
         };
         let mut fields = rest.split_whitespace();
         let state = fields.next().unwrap_or("");
-        let ppid: u32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        if ppid == parent && state == "Z" {
+        let parent_pid: u32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if parent_pid == parent && state == "Z" {
             out.push(pid);
         }
     }
@@ -123,13 +141,13 @@ pub fn children_named(parent: u32, name: &str) -> Vec<u32> {
         let Some((head, rest)) = stat.rsplit_once(')') else {
             continue;
         };
-        let comm = head.split_once('(').map(|(_, c)| c).unwrap_or("");
-        let ppid: u32 = rest
+        let comm = head.split_once('(').map_or("", |(_, c)| c);
+        let parent_pid: u32 = rest
             .split_whitespace()
             .nth(1)
             .and_then(|p| p.parse().ok())
             .unwrap_or(0);
-        if ppid == parent && comm == name {
+        if parent_pid == parent && comm == name {
             out.push(pid);
         }
     }
