@@ -28,7 +28,7 @@ enum Command {
     /// Create or update a script from a file.
     Deploy {
         #[command(flatten)]
-        args: commands::Deploy,
+        args: commands::DeployArgs,
         #[command(flatten)]
         conn: Connection,
     },
@@ -46,7 +46,7 @@ enum Command {
     /// Call a script and print its response.
     Invoke {
         #[command(flatten)]
-        args: commands::Invoke,
+        args: commands::InvokeArgs,
         #[command(flatten)]
         conn: Connection,
     },

@@ -3,6 +3,8 @@
 //! Errors are turned into one readable line: the server's JSON `message`
 //! when it sent one, else what went wrong on the way.
 
+use std::fmt::Write as _;
+
 use anyhow::{Context as _, anyhow, bail};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -99,7 +101,7 @@ impl Client {
     }
 }
 
-/// Turns an error answer into one line: `404 not_found: no script `x``.
+/// Turns an error answer into one line, e.g. `404 not_found: no script x`.
 pub async fn fail_unless_ok(response: Response) -> anyhow::Result<Response> {
     let status = response.status();
     if status.is_success() {
@@ -119,7 +121,7 @@ pub fn describe_error(status: StatusCode, body: &str) -> String {
                 v["message"].as_str().unwrap_or_default()
             );
             if let (Some(l), Some(c)) = (v["line"].as_u64(), v["column"].as_u64()) {
-                line.push_str(&format!(" (line {l}, column {c})"));
+                let _ = write!(line, " (line {l}, column {c})");
             }
             line
         }

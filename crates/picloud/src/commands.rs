@@ -13,7 +13,7 @@ use crate::client::{Client, Connection, describe_error};
 
 /// `picloud deploy FILE`.
 #[derive(clap::Args, Debug)]
-pub struct Deploy {
+pub struct DeployArgs {
     /// The script's source file.
     pub file: PathBuf,
     /// Script name (default: the file name without extension).
@@ -29,7 +29,7 @@ pub struct Deploy {
 
 /// `picloud invoke NAME`.
 #[derive(clap::Args, Debug)]
-pub struct Invoke {
+pub struct InvokeArgs {
     pub name: String,
     /// HTTP method.
     #[arg(short = 'X', long, default_value = "POST")]
@@ -45,7 +45,7 @@ pub struct Invoke {
     pub query: Option<String>,
 }
 
-pub async fn deploy(conn: &Connection, args: Deploy) -> anyhow::Result<()> {
+pub async fn deploy(conn: &Connection, args: DeployArgs) -> anyhow::Result<()> {
     let client = Client::new(conn)?;
     let source = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
@@ -175,7 +175,7 @@ pub async fn show(conn: &Connection, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn invoke(conn: &Connection, args: Invoke) -> anyhow::Result<()> {
+pub async fn invoke(conn: &Connection, args: InvokeArgs) -> anyhow::Result<()> {
     let client = Client::new(conn)?;
     let script: Value = client
         .json(client.admin(Method::GET, &format!("/scripts/{}", args.name))?)

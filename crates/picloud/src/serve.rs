@@ -40,23 +40,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .context("opening the database")?;
     tracing::info!(backend = repo.backend().as_str(), "database ready");
 
-    let (token, source) = AdminToken::bootstrap(&repo, &args.data_dir, args.admin_token.as_deref())
-        .await
-        .context("setting up the admin token")?;
-    let guard = Arc::new(AuthGuard::new(token, args.trusted_proxies.clone()));
-    if source != TokenSource::Environment {
-        guard.follow_stored(repo.clone(), std::time::Duration::from_secs(2));
-    }
-    match source {
-        TokenSource::Environment => tracing::info!("admin token: from PICLOUD_ADMIN_TOKEN"),
-        TokenSource::Stored => {
-            tracing::info!("admin token: the one issued earlier (only its hash is stored)")
-        }
-        TokenSource::Generated(path) => tracing::warn!(
-            path = %path.display(),
-            "admin token generated; it is in this file (mode 0600), and only its hash is stored"
-        ),
-    }
+    let guard = admin_guard(&repo, &args).await?;
 
     let pool_config = sandbox::PoolConfig::from_env().context("pool settings")?;
     let sandbox_report = crate::sandbox_gate::check(&pool_config)?;
@@ -147,6 +131,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     repo.close().await;
     Ok(())
+}
+
+/// The admin token in force, behind the failure limiter; a token that is
+/// not from the environment is re-read periodically, so a reset applies.
+async fn admin_guard(repo: &ScriptRepository, args: &ServeArgs) -> anyhow::Result<Arc<AuthGuard>> {
+    let (token, source) = AdminToken::bootstrap(repo, &args.data_dir, args.admin_token.as_deref())
+        .await
+        .context("setting up the admin token")?;
+    let guard = Arc::new(AuthGuard::new(token, args.trusted_proxies.clone()));
+    match &source {
+        TokenSource::Environment => tracing::info!("admin token: from PICLOUD_ADMIN_TOKEN"),
+        TokenSource::Stored => {
+            tracing::info!("admin token: the one issued earlier (only its hash is stored)");
+        }
+        TokenSource::Generated(path) => tracing::warn!(
+            path = %path.display(),
+            "admin token generated; it is in this file (mode 0600), and only its hash is stored"
+        ),
+    }
+    if source != TokenSource::Environment {
+        guard.follow_stored(repo.clone(), Duration::from_secs(2));
+    }
+    Ok(guard)
 }
 
 /// `/metrics` without the token on the operator's private address.

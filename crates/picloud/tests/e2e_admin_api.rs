@@ -3,10 +3,13 @@
 
 #![allow(
     clippy::unwrap_used,
-    reason = "a test that cannot proceed should panic"
+    clippy::too_many_lines,
+    reason = "scenario tests read top to bottom and panic when they cannot proceed"
 )]
 
 mod common;
+
+use std::os::unix::fs::PermissionsExt as _;
 
 use common::{Db, Server, TOKEN};
 use reqwest::Method;
@@ -63,7 +66,6 @@ async fn generated_token_is_written_private_and_works() {
     let path = server.data_dir.join("admin-token");
     let token = std::fs::read_to_string(&path).unwrap().trim().to_owned();
     assert!(token.len() >= 64);
-    use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
         0o600

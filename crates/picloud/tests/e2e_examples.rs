@@ -3,7 +3,8 @@
 
 #![allow(
     clippy::unwrap_used,
-    reason = "a test that cannot proceed should panic"
+    clippy::too_many_lines,
+    reason = "scenario tests read top to bottom and panic when they cannot proceed"
 )]
 
 mod common;

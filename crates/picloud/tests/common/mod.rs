@@ -124,13 +124,12 @@ impl Server {
     }
 
     pub fn start_with(opts: Options) -> Self {
-        let (dir, data_dir) = match opts.data_dir {
-            Some(d) => (None, d),
-            None => {
-                let dir = tempfile::tempdir().unwrap();
-                let path = dir.path().to_path_buf();
-                (Some(dir), path)
-            }
+        let (dir, data_dir) = if let Some(d) = opts.data_dir {
+            (None, d)
+        } else {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().to_path_buf();
+            (Some(dir), path)
         };
         let pg = (opts.db == Db::Postgres).then(PgDatabase::create);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_picloud"));
@@ -166,7 +165,7 @@ impl Server {
             }
         });
         let base = rx
-            .recv_timeout(Duration::from_secs(60))
+            .recv_timeout(Duration::from_mins(1))
             .expect("picloud announces its address within 60 s");
         Self {
             base,
