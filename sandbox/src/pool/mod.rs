@@ -18,6 +18,8 @@ mod invoke;
 mod metrics;
 mod scheduler;
 mod supervisor;
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -62,6 +64,29 @@ pub(crate) struct PoolShared {
 }
 
 impl PoolShared {
+    fn new(config: PoolConfig) -> Arc<Self> {
+        let sched = Scheduler::new(
+            config.isolation,
+            config.workers,
+            config.per_script_concurrency,
+            config.queue_capacity,
+        );
+        Arc::new(PoolShared {
+            config,
+            sched: Mutex::new(sched),
+            counters: Counters::default(),
+            live: Arc::new(AtomicUsize::new(0)),
+            wake: Arc::new(Notify::new()),
+            closed: AtomicBool::new(false),
+            zygote_up: AtomicBool::new(false),
+            zygote_pid: AtomicU32::new(0),
+            start_failures: AtomicU32::new(0),
+            last_start_failure_ms: AtomicU64::new(0),
+            created: Instant::now(),
+            problem: Mutex::new(None),
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, Scheduler<WorkerHandle>> {
         // The scheduler's state stays consistent across a panic in a caller
         // (no method leaves it half-updated on unwind), so poisoning is ignored.
@@ -187,26 +212,7 @@ impl Pool {
         if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
             tracing::warn!(error = %e, "executor pool: cannot become a child subreaper");
         }
-        let sched = Scheduler::new(
-            config.isolation,
-            config.workers,
-            config.per_script_concurrency,
-            config.queue_capacity,
-        );
-        let shared = Arc::new(PoolShared {
-            config,
-            sched: Mutex::new(sched),
-            counters: Counters::default(),
-            live: Arc::new(AtomicUsize::new(0)),
-            wake: Arc::new(Notify::new()),
-            closed: AtomicBool::new(false),
-            zygote_up: AtomicBool::new(false),
-            zygote_pid: AtomicU32::new(0),
-            start_failures: AtomicU32::new(0),
-            last_start_failure_ms: AtomicU64::new(0),
-            created: Instant::now(),
-            problem: Mutex::new(None),
-        });
+        let shared = PoolShared::new(config);
         let zygote = supervisor::start_zygote(&shared).await?;
         shared.zygote_up.store(true, Ordering::SeqCst);
         let task = tokio::spawn(supervisor::supervise(shared.clone(), zygote));

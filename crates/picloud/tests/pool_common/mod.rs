@@ -36,11 +36,6 @@ pub async fn start(config: PoolConfig) -> Arc<Pool> {
     pool
 }
 
-/// The epoch: these tests never look at timestamps.
-fn chrono_default<T: Default>() -> T {
-    T::default()
-}
-
 pub fn script(source: &str) -> Arc<ScriptRef> {
     script_with(source, |_| {})
 }
@@ -54,11 +49,7 @@ pub fn script_with(source: &str, tune: impl FnOnce(&mut Limits)) -> Arc<ScriptRe
             name: "test".into(),
             version: 1,
             source: source.into(),
-            limits: shared::LimitOverrides::default(),
-            route: None,
-            cors_origins: Vec::new(),
-            created_at: chrono_default(),
-            updated_at: chrono_default(),
+            ..Script::default()
         },
         limits,
     })
