@@ -138,6 +138,9 @@ pub struct ServeArgs {
     /// Log format: `text` or `json`.
     #[arg(long, env = "PICLOUD_LOG_FORMAT", default_value = "text")]
     pub log_format: crate::telemetry::LogFormat,
+    /// Serve the admin API and the dashboard only on this address, not on `--bind`.
+    #[arg(long, env = "PICLOUD_ADMIN_BIND")]
+    pub admin_bind: Option<SocketAddr>,
     /// Also serve `/metrics` without the admin token on this address (a private network).
     #[arg(long, env = "PICLOUD_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,

@@ -87,15 +87,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         sandbox: sandbox_report,
         metrics,
     });
-    let app = orchestrator_core::router(orchestrator)
-        .merge(manager_core::api::router(Arc::clone(&admin), guard));
-    let app = app.merge(crate::dashboard::router());
+    let control_plane =
+        manager_core::api::router(Arc::clone(&admin), guard).merge(crate::dashboard::router());
+    let data_plane = orchestrator_core::router(orchestrator);
 
     // Set once SIGTERM/SIGINT arrives: every listener stops accepting.
     let (stopping, stop) = watch::channel(false);
     if let Some(bind) = args.metrics_bind {
-        serve_metrics(bind, admin, stop.clone()).await?;
+        let metrics = manager_core::api::metrics::public_router(admin);
+        serve_extra("metrics", bind, metrics, stop.clone()).await?;
     }
+    // The admin API and dashboard on their own address, off the public one.
+    let app = match args.admin_bind {
+        Some(bind) => {
+            serve_extra("admin", bind, control_plane, stop.clone()).await?;
+            data_plane
+        }
+        None => data_plane.merge(control_plane),
+    };
 
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
@@ -156,26 +165,36 @@ async fn admin_guard(repo: &ScriptRepository, args: &ServeArgs) -> anyhow::Resul
     Ok(guard)
 }
 
-/// `/metrics` without the token on the operator's private address.
-async fn serve_metrics(
+/// Serves `app` on a second address until shutdown begins, and announces
+/// that address on stdout as `picloud <what> listening on http://...`.
+async fn serve_extra(
+    what: &'static str,
     bind: SocketAddr,
-    admin: Arc<AdminState>,
+    app: axum::Router,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(bind)
         .await
-        .with_context(|| format!("binding the metrics address {bind}"))?;
-    tracing::info!(addr = %listener.local_addr()?, "metrics listening");
-    let app = manager_core::api::metrics::public_router(admin);
+        .with_context(|| format!("binding the {what} address {bind}"))?;
+    let addr = listener.local_addr()?;
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "picloud {what} listening on http://{addr}");
+        let _ = out.flush();
+    }
+    tracing::info!(%addr, "{what} listening");
     tokio::spawn(async move {
         let stopped = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stopped)
-            .await
+        if let Err(e) = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopped)
+        .await
         {
-            tracing::error!(error = %e, "metrics listener failed");
+            tracing::error!(error = %e, "the {what} listener failed");
         }
     });
     Ok(())

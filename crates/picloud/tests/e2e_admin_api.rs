@@ -226,3 +226,105 @@ async fn scripts_survive_a_restart() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "kept");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_tokens_are_rate_limited_per_client() {
+    let server = Server::start(Db::Sqlite);
+    let url = server.url("/api/admin/scripts");
+    let mut statuses = Vec::new();
+    for _ in 0..25 {
+        let r = server
+            .client
+            .get(&url)
+            .bearer_auth("guess")
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert!(statuses[..20].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[20..].iter().all(|s| *s == 429), "{statuses:?}");
+    // Even the right token waits out the window from a client that has been guessing.
+    let r = server
+        .client
+        .get(&url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    // The data plane stays public and unaffected.
+    let r = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cross_origin_browser_requests_are_refused() {
+    let server = Server::start(Db::Sqlite);
+    let url = server.url("/api/admin/scripts");
+    let host = server.base.trim_start_matches("http://").to_owned();
+    let r = server
+        .client
+        .get(&url)
+        .bearer_auth(TOKEN)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = server
+        .client
+        .get(&url)
+        .bearer_auth(TOKEN)
+        .header("origin", format!("http://{host}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_bind_moves_the_admin_api_off_the_public_address() {
+    let server = Server::start_with(common::Options {
+        env: vec![("PICLOUD_ADMIN_BIND".into(), "127.0.0.1:0".into())],
+        ..common::Options::default()
+    });
+    let admin = server
+        .extra
+        .get("admin")
+        .expect("the admin listener is announced")
+        .clone();
+    let public = server
+        .client
+        .get(server.url("/api/admin/scripts"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 404);
+    let private = server
+        .client
+        .get(format!("{admin}/api/admin/scripts"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(private.status(), 200);
+    // The data plane stays on the public address.
+    assert_eq!(
+        server
+            .client
+            .get(server.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}

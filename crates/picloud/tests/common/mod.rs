@@ -88,6 +88,8 @@ fn psql_blocking(url: &str, sql: &str) {
 /// A running `picloud`.
 pub struct Server {
     pub base: String,
+    /// Other listeners by name (`admin`, `metrics`), when configured.
+    pub extra: std::collections::HashMap<String, String>,
     pub data_dir: PathBuf,
     child: Child,
     _dir: Option<tempfile::TempDir>,
@@ -159,16 +161,28 @@ impl Server {
             let mut lines = BufReader::new(stdout).lines();
             for line in lines.by_ref() {
                 let Ok(line) = line else { break };
-                if let Some(url) = line.strip_prefix("picloud listening on ") {
-                    let _ = tx.send(url.to_owned());
+                // `picloud listening on URL`, `picloud admin listening on URL`, ...
+                if let Some((what, url)) = line
+                    .strip_prefix("picloud ")
+                    .and_then(|l| l.split_once("listening on "))
+                {
+                    let _ = tx.send((what.trim().to_owned(), url.to_owned()));
                 }
             }
         });
-        let base = rx
-            .recv_timeout(Duration::from_mins(1))
-            .expect("picloud announces its address within 60 s");
+        let mut extra = std::collections::HashMap::new();
+        let base = loop {
+            let (what, url) = rx
+                .recv_timeout(Duration::from_mins(1))
+                .expect("picloud announces its address within 60 s");
+            if what.is_empty() {
+                break url;
+            }
+            extra.insert(what, url);
+        };
         Self {
             base,
+            extra,
             data_dir,
             child,
             _dir: dir,
