@@ -69,7 +69,13 @@ pub(crate) async fn start_zygote(shared: &PoolShared) -> Result<ZygoteConn, Sand
         Err(e) => {
             let _ = child.kill();
             let _ = tokio::task::spawn_blocking(move || child.wait()).await;
-            Err(e)
+            Err(match e {
+                SandboxError::ZygoteStart(_) => e,
+                other => SandboxError::ZygoteStart(format!(
+                    "{other} (does {} call sandbox::run_zygote_if_requested first in main?)",
+                    shared.config.executable.display()
+                )),
+            })
         }
     }
 }
