@@ -166,7 +166,9 @@ pub async fn stats(
         .map_err(ApiError::BadRequest)?;
     let buckets = number(&params, "buckets", DEFAULT_BUCKETS, MAX_BUCKETS)?;
     let script = find(&state, &id).await?;
-    let to = chrono::Utc::now();
+    let now = chrono::Utc::now();
+    // Whole microseconds, as the records themselves are kept.
+    let to = chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
     let since =
         to - chrono::Duration::from_std(window).map_err(|e| ApiError::Internal(e.to_string()))?;
     let samples = state

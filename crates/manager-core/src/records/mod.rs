@@ -175,6 +175,11 @@ impl Records {
             streams_open: watch::channel(true).0,
             names,
         });
+        // Present from the start, so a dashboard sees 0 rather than nothing.
+        for operation in ["insert_invocations", "prune_invocations"] {
+            metrics::counter!(metric::DATABASE_ERRORS, "operation" => operation).increment(0);
+        }
+        metrics::counter!(metric::WRITTEN).increment(0);
         let writer = tokio::spawn(writer::run(
             Arc::clone(&shared),
             repo.clone(),
@@ -263,8 +268,6 @@ impl Records {
         };
         if lost > 0 {
             tracing::error!(lost, "records could not be written before shutdown");
-        } else {
-            tracing::info!(written = report.written, "invocation records flushed");
         }
         report
     }
