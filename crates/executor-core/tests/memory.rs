@@ -1,0 +1,157 @@
+//! The heap cap, with the counting allocator installed as a worker would.
+//!
+//! The allocator's counters are process-wide, so the tests in this file run
+//! one at a time (they take `SERIAL`), and nothing else runs in this test
+//! binary while one of them measures.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test that cannot proceed should panic"
+)]
+
+mod common;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{failure, ok_body, run_with};
+use executor_core::heap::{self, CountingAllocator};
+use shared::{Limits, Outcome, ScriptRequest};
+
+#[global_allocator]
+static ALLOC: CountingAllocator = CountingAllocator::new();
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const MIB: u64 = 1024 * 1024;
+
+/// A 16 MiB soft cap, the hard cap far above it (an abort would end the
+/// whole test binary).
+fn limits() -> Limits {
+    Limits {
+        memory_bytes: 16 * MIB,
+        wall_time_ms: 5_000,
+        ..Limits::DEFAULTS
+    }
+}
+
+fn run_counted(source: &str) -> shared::InvocationOutput {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    heap::enable_counting(4096 * MIB);
+    let started = Instant::now();
+    let out = run_with(source, &ScriptRequest::default(), &limits());
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    out
+}
+
+#[test]
+fn counting_measures_live_and_peak_bytes() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    heap::enable_counting(4096 * MIB);
+    assert!(heap::counting_enabled());
+    let before = heap::live_bytes();
+    heap::reset_peak();
+    let block = vec![1_u8; 8 * 1024 * 1024];
+    let during = heap::live_bytes();
+    assert!(
+        during >= before + 8 * MIB,
+        "before {before} during {during}"
+    );
+    drop(block);
+    // Other threads of the test harness may allocate meanwhile: allow 1 MiB.
+    let after = heap::live_bytes();
+    assert!(after + 7 * MIB <= during, "during {during} after {after}");
+    assert!(heap::peak_bytes() >= during);
+}
+
+#[test]
+fn many_values_each_under_the_size_limits_hit_the_memory_limit() {
+    // Rhai's size limits bound each value (containers in total), not their
+    // sum: 60 call levels each holding a 1 MB string pass every one of them.
+    let source = r#"
+        fn hold(n) { let s = ""; s.pad(1000000, 'x'); if n > 0 { hold(n - 1); } s.len() }
+        hold(60)
+    "#;
+    let out = run_counted(source);
+    let message = failure(&out, Outcome::MemoryLimit);
+    assert_eq!(message, "memory limit (16777216 bytes) exceeded");
+    assert!(
+        out.stats.peak_heap_bytes >= 16 * MIB,
+        "{}",
+        out.stats.peak_heap_bytes
+    );
+}
+
+#[test]
+fn many_variables_each_under_the_string_limit_hit_the_memory_limit() {
+    // E7: per-value caps do not bound the total.
+    let source = r#"
+        let all = #{};
+        for i in 0..300 { let s = ""; s.pad(1000000, 'x'); all[`v${i}`] = s; }
+        all.len()
+    "#;
+    failure(&run_counted(source), Outcome::MemoryLimit);
+}
+
+#[test]
+fn map_index_assignment_is_caught_by_the_heap_cap() {
+    // E5: index assignment slips past `map_len`; the heap meter does not.
+    let source = r#"
+        let m = #{};
+        let i = 0;
+        loop { let s = ""; s.pad(100, 'x'); m[`k${i}`] = s; i += 1; }
+    "#;
+    failure(&run_counted(source), Outcome::MemoryLimit);
+}
+
+#[test]
+fn string_doubling_under_the_string_limit_hits_the_memory_limit_or_size_limit() {
+    let out = run_counted(r#"let s = "ab"; loop { s += s; }"#);
+    assert!(
+        matches!(out.outcome, Outcome::MemoryLimit),
+        "{:?} {:?}",
+        out.outcome,
+        out.error
+    );
+}
+
+#[test]
+fn a_small_script_reports_its_peak_and_the_runtime_stays_usable() {
+    let out = run_counted(r#"let s = ""; s.pad(100000, 'x'); s.len()"#);
+    assert_eq!(ok_body(&out), "100000");
+    assert!(
+        out.stats.peak_heap_bytes >= 100_000,
+        "{}",
+        out.stats.peak_heap_bytes
+    );
+    assert!(out.stats.peak_heap_bytes < 16 * MIB);
+}
+
+#[test]
+fn the_request_counts_against_the_limit() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    heap::enable_counting(4096 * MIB);
+    // A 4 MiB JSON array of small numbers becomes far more than 1 MiB of values.
+    let body = format!("[{}0]", "0,".repeat(2 * 1024 * 1024));
+    let request = ScriptRequest {
+        body,
+        body_is_json: true,
+        ..ScriptRequest::default()
+    };
+    let limits = Limits {
+        memory_bytes: MIB,
+        ..Limits::DEFAULTS
+    };
+    let out = run_with("request.json.len()", &request, &limits);
+    failure(&out, Outcome::MemoryLimit);
+}
