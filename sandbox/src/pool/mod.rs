@@ -310,13 +310,21 @@ impl Pool {
         };
         match acquired {
             Acquire::Granted(worker) => Ok(lease(worker)),
-            Acquire::Refused(why) => {
-                let (counter, msg) = match why {
-                    Refusal::QueueFull => (&shared.counters.overloaded_queue_full, "all workers are busy and the wait queue is full".to_owned()),
-                    Refusal::ScriptQueueFull => (&shared.counters.overloaded_script_cap, "the script is at its concurrency limit and its share of the wait queue is full".to_owned()),
-                };
+            Acquire::Refused(Refusal::Closed) => Err(NoWorker::Closed),
+            Acquire::Refused(Refusal::QueueFull) => {
+                let counter = &shared.counters.overloaded_queue_full;
                 counter.fetch_add(1, Ordering::Relaxed);
-                Err(NoWorker::Overloaded(msg))
+                Err(NoWorker::Overloaded(
+                    "all workers are busy and the wait queue is full".to_owned(),
+                ))
+            }
+            Acquire::Refused(Refusal::ScriptQueueFull) => {
+                let counter = &shared.counters.overloaded_script_cap;
+                counter.fetch_add(1, Ordering::Relaxed);
+                Err(NoWorker::Overloaded(
+                    "the script is at its concurrency limit and its share of the wait queue is full"
+                        .to_owned(),
+                ))
             }
             Acquire::Queued { waiter, rx } => {
                 let mut pending = Pending {

@@ -43,6 +43,8 @@ pub(crate) enum Purpose {
 pub(crate) enum Refusal {
     QueueFull,
     ScriptQueueFull,
+    /// The pool is shutting down.
+    Closed,
 }
 
 /// The result of asking for a worker.
@@ -81,6 +83,8 @@ pub(crate) struct Scheduler<W> {
     /// Workers that left and whose replacements have not arrived yet.
     expected_fresh: usize,
     busy: usize,
+    /// Set by `drain_waiters`: nothing queues any more.
+    closed: bool,
 }
 
 impl<W: Schedulable> Scheduler<W> {
@@ -105,6 +109,7 @@ impl<W: Schedulable> Scheduler<W> {
             next_waiter: 0,
             expected_fresh: workers,
             busy: 0,
+            closed: false,
         }
     }
 
@@ -126,6 +131,9 @@ impl<W: Schedulable> Scheduler<W> {
     /// A worker now, a place in the queue, or a refusal. Also returns
     /// workers to retire (evicted for this request), to drop after unlocking.
     pub(crate) fn acquire(&mut self, key: ScriptId, purpose: Purpose) -> (Acquire<W>, Vec<W>) {
+        if self.closed {
+            return (Acquire::Refused(Refusal::Closed), Vec::new());
+        }
         if self.running(key) < self.cap(key)
             && let Some(w) = self.take_worker_for(key, purpose)
         {
@@ -207,8 +215,10 @@ impl<W: Schedulable> Scheduler<W> {
         all
     }
 
-    /// Drops every waiter's sender: they see the pool closed.
+    /// Drops every waiter's sender (they see the pool closed) and refuses
+    /// every later request.
     pub(crate) fn drain_waiters(&mut self) {
+        self.closed = true;
         self.waiters.clear();
         self.queued.clear();
     }
@@ -489,6 +499,12 @@ mod tests {
         assert!(s.cancel(*waiter));
         assert!(!s.cancel(*waiter));
         assert_eq!(s.queued_count(), 3);
+        s.drain_waiters();
+        assert_eq!(s.queued_count(), 0);
+        assert!(matches!(
+            s.acquire(a, Purpose::Run).0,
+            Acquire::Refused(Refusal::Closed)
+        ));
     }
 
     #[test]

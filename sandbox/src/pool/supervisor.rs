@@ -326,7 +326,7 @@ fn on_reply(shared: &Arc<PoolShared>, books: &mut Books, reply: &ZygoteReply, fd
 }
 
 /// Each worker's recycle point, drawn from `[M × (1 − jitter), M]`.
-fn recycle_budget(shared: &PoolShared) -> u64 {
+pub(super) fn recycle_budget(shared: &PoolShared) -> u64 {
     let max = shared.config.max_invocations_per_worker;
     #[allow(
         clippy::cast_precision_loss,

@@ -231,3 +231,36 @@ async fn a_hello_in_the_middle_of_an_invocation_is_refused() {
     .await;
     assert_killed(&output, &shared, pid);
 }
+
+#[test]
+fn recycle_budgets_are_jittered_below_the_maximum() {
+    let mut config = PoolConfig::new("/nonexistent".into());
+    config.max_invocations_per_worker = 100;
+    config.recycle_jitter = 0.1;
+    let shared = PoolShared::new(config);
+    let budgets: std::collections::HashSet<u64> = (0..500)
+        .map(|_| super::supervisor::recycle_budget(&shared))
+        .collect();
+    assert!(
+        budgets.iter().all(|b| (90..=100).contains(b)),
+        "{budgets:?}"
+    );
+    assert!(budgets.len() > 5, "budgets vary: {budgets:?}");
+
+    let mut exact = PoolConfig::new("/nonexistent".into());
+    exact.max_invocations_per_worker = 100;
+    exact.recycle_jitter = 0.0;
+    assert_eq!(
+        super::supervisor::recycle_budget(&PoolShared::new(exact)),
+        100
+    );
+
+    let mut one = PoolConfig::new("/nonexistent".into());
+    one.max_invocations_per_worker = 1;
+    one.recycle_jitter = 0.5;
+    assert_eq!(
+        super::supervisor::recycle_budget(&PoolShared::new(one)),
+        1,
+        "never zero"
+    );
+}
