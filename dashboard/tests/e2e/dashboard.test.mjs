@@ -191,6 +191,45 @@ describe('dashboard', () => {
 		await screenshot(page, '05-invocations-log');
 		await page.keyboard.press('Escape');
 		await page.getByTestId('invocation-detail').waitFor({ state: 'detached' });
+		await page.getByTestId('outcome-filter').selectOption('');
+		await page.waitForFunction(() => document.querySelectorAll('[data-testid="invocation-row"]').length === 2);
+	});
+
+	it('streams new invocations live', async () => {
+		await page.getByTestId('live').click();
+		await page.getByTestId('live').getByText('Live').waitFor();
+		const r = await fetch(`${server.base}/api/execute/${scriptId}?name=Streamed`);
+		assert.equal(r.status, 200);
+		const id = r.headers.get('x-picloud-invocation-id');
+		await page.locator(`[data-testid="invocation-row"][data-id="${id}"]`).waitFor({ timeout: 20_000 });
+		assert.equal(await page.getByTestId('invocation-row').first().getAttribute('data-id'), id);
+		await page.getByTestId('live').click();
+	});
+
+	it('pages through older invocations', async () => {
+		for (let i = 0; i < 55; i++) {
+			const r = await fetch(`${server.base}/api/execute/${scriptId}?name=n${i}`);
+			assert.equal(r.status, 200);
+			await r.arrayBuffer();
+		}
+		// Records are written in batches: wait until all 58 are kept.
+		for (let i = 0; i < 100; i++) {
+			const page = await admin(server.base, 'GET', `/api/admin/scripts/${scriptId}/invocations?limit=100`);
+			if (page.body.invocations.length === 58) break;
+			await new Promise((r) => setTimeout(r, 100));
+		}
+		await page.getByTestId('refresh').click();
+		await page.waitForFunction(() => document.querySelectorAll('[data-testid="invocation-row"]').length === 50);
+		const newest = await page.getByTestId('invocation-row').first().getAttribute('data-id');
+		await page.getByTestId('older').click();
+		await page.waitForFunction(() => document.querySelectorAll('[data-testid="invocation-row"]').length === 8);
+		// The oldest page ends with the very first call.
+		assert.equal(await page.getByTestId('older').isDisabled(), true);
+		await page.getByText('← Newer').click();
+		await page.waitForFunction(
+			(id) => document.querySelector('[data-testid="invocation-row"]')?.getAttribute('data-id') === id,
+			newest
+		);
 	});
 
 	it('renders the charts', async () => {
@@ -205,8 +244,8 @@ describe('dashboard', () => {
 			assert.ok(box && box.width > 100 && box.height > 100, `${id} has a real canvas`);
 		}
 		const cards = await page.getByTestId('stat-card').allInnerTexts();
-		assert.match(cards[0], /Invocations\s+2/);
-		assert.match(cards[1], /Error rate\s+50%/);
+		assert.match(cards[0], /Invocations\s+58/);
+		assert.match(cards[1], /Error rate\s+1\.7%/);
 		await screenshot(page, '06-metrics');
 	});
 
@@ -223,11 +262,13 @@ describe('dashboard', () => {
 		await page.goto(server.base + '/');
 		const row = page.getByTestId('scripts-table').locator('tbody tr').first();
 		await row.getByText('greeter').waitFor();
-		await page.waitForFunction(() => /50%/.test(document.querySelector('[data-testid="scripts-table"] tbody tr')?.textContent ?? ''));
+		await page.waitForFunction(() => /1\.7%/.test(document.querySelector('[data-testid="scripts-table"] tbody tr')?.textContent ?? ''));
 		const cells = await row.locator('td').allInnerTexts();
 		assert.equal(cells[2].trim(), 'v2');
-		assert.equal(cells[4].trim(), '2');
-		assert.equal(cells[5].trim(), '50%');
+		assert.equal(cells[3].trim(), 'just now');
+		assert.equal(cells[4].trim(), '58');
+		assert.equal(cells[5].trim(), '1.7%');
+		await row.locator('canvas').waitFor();
 		assert.ok((await layoutShift(page)) < 0.1, 'the list does not jump while it loads');
 		await screenshot(page, '08-scripts');
 	});
@@ -257,13 +298,33 @@ describe('dashboard', () => {
 		await page.setViewportSize({ width: 1440, height: 900 });
 	});
 
+	it('binds a route and calls the script through it', async () => {
+		await page.goto(`${server.base}/scripts/${scriptId}/settings`);
+		await page.getByTestId('route-path').fill('/exec/hello/{who}');
+		await page.getByTestId('route-method').selectOption('GET');
+		await page.getByTestId('route-save').click();
+		await page.getByText('Route saved: GET /exec/hello/{who}').waitFor();
+		await screenshot(page, '13-settings');
+
+		await page.getByRole('link', { name: 'Code' }).click();
+		await page.getByTestId('try-target').selectOption('0');
+		await page.getByTestId('try-route-path').fill('/exec/hello/world');
+		await page.getByTestId('try-query').fill('name=Route');
+		await page.getByTestId('try-send').click();
+		await page.waitForFunction(() => /"Route"/.test(document.querySelector('[data-testid="try-body-view"]')?.textContent ?? ''));
+		assert.match(await page.getByTestId('try-status').innerText(), /^200/);
+
+		await page.goto(server.base + '/');
+		await page.getByTestId('scripts-table').getByText('GET /exec/hello/{who}').waitFor();
+	});
+
 	it('deletes the script after confirmation', async () => {
 		await page.goto(`${server.base}/scripts/${scriptId}/settings`);
 		await page.getByTestId('delete').click();
 		const confirm = page.getByTestId('confirm-button');
 		assert.equal(await confirm.isDisabled(), true);
 		await page.getByTestId('confirm-input').fill('greeter');
-		await screenshot(page, '13-delete-confirm');
+		await screenshot(page, '14-delete-confirm');
 		await confirm.click();
 		await page.waitForURL(`${server.base}/`);
 		await page.getByText('No scripts yet').waitFor();

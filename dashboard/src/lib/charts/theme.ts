@@ -24,6 +24,13 @@ export function axis(values?: uPlot.Axis['values'], extra: Partial<uPlot.Axis> =
 	};
 }
 
+/** Points only while there are few of them: a lone value between gaps stays visible. */
+export function sparsePoints(u: uPlot, seriesIdx: number): boolean {
+	let n = 0;
+	for (const v of u.data[seriesIdx] ?? []) if (v != null && ++n > 90) return false;
+	return true;
+}
+
 export interface SeriesSpec {
 	label: string;
 	color: string;
