@@ -82,6 +82,17 @@ async fn shared_mode_lets_any_worker_run_any_script() {
     let y = pool.invoke(invocation(&b, &[])).await.unwrap();
     assert_eq!(x.stats.worker_pid, y.stats.worker_pid);
     assert_eq!(body(&y), "b");
+    // Both stay compiled in the one worker's cache.
+    let x2 = pool.invoke(invocation(&a, &[])).await.unwrap();
+    let y2 = pool.invoke(invocation(&b, &[])).await.unwrap();
+    assert!(!x.stats.cache_hit && !y.stats.cache_hit);
+    assert!(
+        x2.stats.cache_hit && y2.stats.cache_hit,
+        "{:?} {:?}",
+        x2.stats,
+        y2.stats
+    );
+    assert_eq!((body(&x2).as_str(), body(&y2).as_str()), ("a", "b"));
     assert_eq!(pool.metrics().recycled_isolation, 0);
     pool.shutdown().await;
 }

@@ -10,6 +10,7 @@
 //! (so an abandoned invocation's late answer can never reach anyone); the
 //! live-worker count drops exactly when a handle does.
 
+use std::collections::HashSet;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -69,8 +70,9 @@ pub(crate) struct WorkerHandle {
     pub recycle_after: u64,
     /// The script it runs (set at its first run in `per-script` mode).
     pub bound: Option<ScriptId>,
-    /// The last script whose source it was given: it has that one compiled.
-    pub last_script: Option<ScriptKey>,
+    /// Scripts it has compiled (bounded like its cache); the source is sent
+    /// only for others. If the worker's cache dropped one, it asks.
+    pub compiled: HashSet<ScriptKey>,
     pub last_used: Instant,
     pub cpu_total_us: u64,
     /// The worker may be running a script right now.
@@ -86,7 +88,7 @@ impl Schedulable for WorkerHandle {
         self.bound
     }
     fn is_fresh(&self) -> bool {
-        self.served == 0 && self.last_script.is_none()
+        self.served == 0 && self.compiled.is_empty()
     }
     fn last_used(&self) -> Instant {
         self.last_used
@@ -94,6 +96,15 @@ impl Schedulable for WorkerHandle {
 }
 
 impl WorkerHandle {
+    /// Notes that the worker compiled `key`; forgets everything past the
+    /// worker's cache size (it will ask for what it lacks).
+    pub(crate) fn remember_compiled(&mut self, key: ScriptKey) {
+        if self.compiled.len() >= crate::worker::CACHE_ENTRIES {
+            self.compiled.clear();
+        }
+        self.compiled.insert(key);
+    }
+
     pub(crate) fn new(
         pid: u32,
         socket: OwnedFd,
@@ -117,7 +128,7 @@ impl WorkerHandle {
             served: 0,
             recycle_after,
             bound: None,
-            last_script: None,
+            compiled: HashSet::new(),
             last_used: Instant::now(),
             cpu_total_us: 0,
             in_flight: false,

@@ -72,7 +72,7 @@ pub(super) async fn run(lease: &mut Lease, invocation: &Invocation) -> Invocatio
     if config.isolation == Isolation::PerScript {
         worker.bound = Some(key.id);
     }
-    let send_source = worker.last_script != Some(key);
+    let send_source = !worker.compiled.contains(&key);
     let cpu_before = worker.cpu_total_us;
     worker.in_flight = true;
     worker.served += 1;
@@ -100,7 +100,7 @@ pub(super) async fn run(lease: &mut Lease, invocation: &Invocation) -> Invocatio
             retire,
         }) => {
             worker.in_flight = false;
-            worker.last_script = Some(key);
+            worker.remember_compiled(key);
             worker.cpu_total_us = cpu_total_us;
             output.stats.worker_pid = Some(worker.pid);
             output.stats.worker_invocations = worker.served;

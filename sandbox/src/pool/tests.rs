@@ -264,3 +264,66 @@ fn recycle_budgets_are_jittered_below_the_maximum() {
         "never zero"
     );
 }
+
+/// Plays a worker that lacks the script: asks for the source `asks` times.
+async fn run_asking(asks: usize) -> (InvocationOutput, Arc<PoolShared>, u32) {
+    let shared = shared();
+    let (mut lease, mut peer, pid) = rig(&shared);
+    let inv = invocation();
+    let key = crate::protocol::ScriptKey {
+        id: inv.script.script.id,
+        version: inv.script.script.version,
+    };
+    // The pool believes the worker has it compiled, so it sends no source.
+    lease.worker.as_mut().unwrap().compiled.insert(key);
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        read_frame(&mut peer, &mut buf, MAX_FRAME_BYTES).unwrap();
+        let ToWorker::Run {
+            invocation: id,
+            source,
+            ..
+        } = decode_payload(&buf).unwrap()
+        else {
+            panic!("expected Run");
+        };
+        assert_eq!(source, None);
+        for _ in 0..asks {
+            write_frame(
+                &mut peer,
+                &frame(&FromWorker::NeedSource { invocation: id }),
+            )
+            .unwrap();
+            if read_frame(&mut peer, &mut buf, MAX_FRAME_BYTES).is_err() {
+                return;
+            }
+            let msg: ToWorker = decode_payload(&buf).unwrap();
+            assert_eq!(
+                msg,
+                ToWorker::Source {
+                    invocation: id,
+                    source: "1".into()
+                }
+            );
+        }
+        let _ = write_frame(&mut peer, &frame(&done(id)));
+        std::thread::sleep(std::time::Duration::from_secs(5));
+    });
+    let output = super::invoke::run(&mut lease, &inv).await;
+    drop(lease);
+    (output, shared, pid)
+}
+
+#[tokio::test]
+async fn a_worker_that_lacks_the_script_gets_its_source_once() {
+    let (output, shared, pid) = run_asking(1).await;
+    assert_eq!(output.outcome, Outcome::Ok, "{output:?}");
+    assert_eq!(shared.lock().idle_count(), 1);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+
+    let (output, shared, pid) = run_asking(2).await;
+    assert_killed(&output, &shared, pid);
+}

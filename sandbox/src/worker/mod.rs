@@ -17,6 +17,8 @@ mod cache;
 mod hygiene;
 mod serve;
 
+pub(crate) use serve::CACHE_ENTRIES;
+
 use std::io::Write;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 

@@ -18,7 +18,7 @@ use crate::error::SandboxError;
 use crate::protocol::{FromWorker, PROTOCOL_VERSION, ToWorker};
 
 /// Compiled scripts one worker keeps.
-const CACHE_ENTRIES: usize = 64;
+pub(crate) const CACHE_ENTRIES: usize = 64;
 /// Total source bytes behind them.
 const CACHE_SOURCE_BYTES: usize = 8 * 1024 * 1024;
 
