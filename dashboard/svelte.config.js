@@ -7,7 +7,8 @@ const config = {
 	kit: {
 		// A single-page app: `picloud` (or Caddy) answers every unknown path with
 		// the fallback page, and the client router takes it from there.
-		adapter: adapter({ pages: 'build', assets: 'build', fallback: 'index.html', strict: true }),
+		// Precompressed .br/.gz copies: picloud serves them to browsers that accept them.
+		adapter: adapter({ pages: 'build', assets: 'build', fallback: 'index.html', precompress: true, strict: true }),
 		paths: { relative: false },
 		// SvelteKit boots from one inline script; hash mode puts its digest in a
 		// <meta> CSP. The server sends the same policy (and frame-ancestors,

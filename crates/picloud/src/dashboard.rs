@@ -422,6 +422,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn serves_precompressed_assets_to_browsers_that_accept_them() {
+        let dir = build();
+        let js = dir.path().join("_app/immutable/entry/start.js.br");
+        std::fs::write(js, b"brotli bytes").unwrap();
+        let request = Request::builder()
+            .uri("/_app/immutable/entry/start.js")
+            .header(header::ACCEPT_ENCODING, "gzip, br")
+            .body(Body::empty())
+            .unwrap();
+        let response = router_for(dir.path()).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(header(response.headers(), "content-encoding"), "br");
+        assert!(header(response.headers(), "content-type").contains("javascript"));
+        let body = to_bytes(response.into_body(), 1024).await.unwrap();
+        assert_eq!(&body[..], b"brotli bytes");
+        // Without the header, the plain file.
+        let (_, headers, body) = get(
+            &router_for(dir.path()),
+            Method::GET,
+            "/_app/immutable/entry/start.js",
+        )
+        .await;
+        assert_eq!(header(&headers, "content-encoding"), "");
+        assert_eq!(body, "export const x = 1;");
+    }
+
+    #[tokio::test]
     async fn api_paths_and_other_methods_never_get_the_page() {
         let dir = build();
         let router = router_for(dir.path());

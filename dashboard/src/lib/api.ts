@@ -121,7 +121,7 @@ async function errorFrom(response: Response, path: string, opts: RequestOptions)
 }
 
 /** The admin router's and the dashboard's answer for a path nobody serves. */
-function isMissingEndpoint(status: number, message: string): boolean {
+export function isMissingEndpoint(status: number, message: string): boolean {
 	return (status === 404 && /no such (admin )?endpoint/i.test(message)) || status === 405;
 }
 

@@ -156,7 +156,7 @@ export function editorExtensions(opts: { onSave: () => void; onChange: (doc: str
 		lintGutter(),
 		EditorState.tabSize.of(4),
 		EditorState.readOnly.of(opts.readOnly),
-		EditorView.contentAttributes.of({ 'aria-label': 'Script source', spellcheck: 'false' }),
+		EditorView.contentAttributes.of({ spellcheck: 'false', autocapitalize: 'off', autocorrect: 'off' }),
 		keymap.of([
 			{
 				key: 'Mod-s',
