@@ -149,6 +149,13 @@ impl ScriptRuntime {
         }
     }
 
+    /// Registers extra native functions on the engine. For embedders' test
+    /// instrumentation (the sandbox's `probes` feature); nothing in a
+    /// production build calls it, and scripts cannot.
+    pub fn extend_engine(&mut self, register: impl FnOnce(&mut rhai::Engine)) {
+        register(&mut self.parts.engine);
+    }
+
     /// Re-seeds the `uuid()` generator from the OS. A forked worker must call
     /// this before confinement, or it would repeat its siblings' UUIDs.
     pub fn reseed(&mut self) -> Result<(), RngSeedError> {

@@ -13,6 +13,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// The probes expose host calls to scripts; they exist for tests only.
+#[cfg(all(feature = "probes", not(debug_assertions)))]
+compile_error!("the `probes` feature is for tests only and must never be in a release build");
+
 /// Counts heap bytes in workers (off, one predictable branch, in the server).
 #[global_allocator]
 static ALLOC: executor_core::heap::CountingAllocator =

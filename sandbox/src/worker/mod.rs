@@ -41,6 +41,10 @@ impl Prepared {
     /// confinement plan (worker identity resolved, seccomp program compiled).
     pub(crate) fn new(init: &ZygoteInit) -> Result<Self, SandboxError> {
         let mut runtime = ScriptRuntime::new();
+        // Test builds only: `probe(name)` lets an end-to-end test attempt
+        // escapes from a script inside a real confined worker.
+        #[cfg(feature = "probes")]
+        runtime.extend_engine(crate::confine::register_probes);
         // Lazy one-time initialisations happen here, once, not in a confined worker.
         runtime.warm_up();
         let confinement = if init.confine {
