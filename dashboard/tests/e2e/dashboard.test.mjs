@@ -246,6 +246,7 @@ describe('dashboard', () => {
 		const cards = await page.getByTestId('stat-card').allInnerTexts();
 		assert.match(cards[0], /Invocations\s+58/);
 		assert.match(cards[1], /Error rate\s+1\.7%/);
+		assert.ok((await layoutShift(page)) < 0.1, 'the metrics page does not jump while charts load');
 		await screenshot(page, '06-metrics');
 	});
 
@@ -255,7 +256,20 @@ describe('dashboard', () => {
 		await table.waitFor();
 		await page.getByText('current').waitFor();
 		assert.match(await table.innerText(), /v2[\s\S]*v1/);
+		const v1 = table.locator('tbody tr').nth(1);
+		await v1.getByRole('button', { name: 'View' }).click();
+		const source = page.locator('[aria-label="Source of version 1"]');
+		await source.waitFor();
+		assert.doesNotMatch(await source.innerText(), /v: 2/);
 		await screenshot(page, '07-versions');
+
+		await v1.getByRole('button', { name: 'Roll back' }).click();
+		await page.getByTestId('confirm-button').click();
+		await page.getByText('Rolled back: version 3 now runs the source of version 1').waitFor();
+		assert.equal(await page.getByTestId('script-version').innerText(), 'v3');
+		await page.getByText('restores v1').waitFor();
+		const r = await fetch(`${server.base}/api/execute/${scriptId}?name=Back`);
+		assert.deepEqual(await r.json(), { hello: 'Back', method: 'GET' });
 	});
 
 	it('lists the script with its calls and error rate', async () => {
@@ -264,9 +278,9 @@ describe('dashboard', () => {
 		await row.getByText('greeter').waitFor();
 		await page.waitForFunction(() => /1\.7%/.test(document.querySelector('[data-testid="scripts-table"] tbody tr')?.textContent ?? ''));
 		const cells = await row.locator('td').allInnerTexts();
-		assert.equal(cells[2].trim(), 'v2');
+		assert.equal(cells[2].trim(), 'v3');
 		assert.equal(cells[3].trim(), 'just now');
-		assert.equal(cells[4].trim(), '58');
+		assert.equal(cells[4].trim(), '59');
 		assert.equal(cells[5].trim(), '1.7%');
 		await row.locator('canvas').waitFor();
 		assert.ok((await layoutShift(page)) < 0.1, 'the list does not jump while it loads');

@@ -112,6 +112,8 @@ export function watchProblems(page) {
 
 export async function screenshot(page, name) {
 	await mkdir(screenshotDir, { recursive: true });
+	// Toasts from earlier steps would cover the page: dismiss them as a user would.
+	for (const close of await page.locator('[data-testid="toast"] button').all()) await close.click().catch(() => {});
 	await page.screenshot({ path: path.join(screenshotDir, `${name}.png`), fullPage: false });
 }
 
