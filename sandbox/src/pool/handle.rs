@@ -156,8 +156,14 @@ impl WorkerHandle {
     }
 
     /// SIGKILL, through the pidfd when there is one (never a recycled pid).
-    pub(crate) fn kill(&self) {
+    pub(crate) fn kill(&mut self) {
+        if self.exit_seen.is_none()
+            && let Ok(report) = self.exit.try_recv()
+        {
+            self.exit_seen = Some(report);
+        }
         if self.exit_seen.is_some() {
+            // Reaped already: its pid may belong to someone else by now.
             return;
         }
         if let Some(pidfd) = &self.pidfd {
@@ -172,7 +178,8 @@ impl WorkerHandle {
                 );
             }
         } else if let Ok(pid) = i32::try_from(self.pid) {
-            // The zygote has not reported this pid reaped, so it is still ours.
+            // No pidfd (a kernel before 5.3): the zygote has not reported this
+            // pid reaped (checked above), so it still names our worker.
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
