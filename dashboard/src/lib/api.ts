@@ -262,6 +262,9 @@ export async function readiness(signal?: AbortSignal): Promise<Readiness> {
 		if (e instanceof DOMException && e.name === 'AbortError') throw e;
 		throw new NetworkError(e);
 	}
+	// Where the admin API has an address of its own (PICLOUD_ADMIN_BIND), the
+	// data plane's /readyz is not here: this path answers with the app's page.
+	if (!(response.headers.get('content-type') ?? '').includes('json')) throw new EndpointMissing('/readyz');
 	// 503 still carries the report.
 	const body = (await response.json().catch(() => ({}))) as Partial<Readiness>;
 	return {

@@ -28,8 +28,11 @@ const CHROMIUM_ARGS = [
 	'--disable-sync'
 ];
 
-/** Starts picloud; resolves once it prints the address it listens on. */
-export async function startServer() {
+/**
+ * Starts picloud; resolves once it prints the address it listens on. `env`
+ * adds settings; with `PICLOUD_ADMIN_BIND` the admin address is `adminBase`.
+ */
+export async function startServer(env = {}) {
 	const bin = process.env.PICLOUD_BIN ?? path.join(repoDir, 'target', 'debug', 'picloud');
 	if (!existsSync(bin)) throw new Error(`no picloud binary at ${bin}; run cargo build -p picloud`);
 	const build = process.env.PICLOUD_DASHBOARD_DIR ?? path.join(dashboardDir, 'build');
@@ -45,14 +48,18 @@ export async function startServer() {
 			PICLOUD_ADMIN_TOKEN: TOKEN,
 			PICLOUD_DASHBOARD_DIR: build,
 			PICLOUD_WORKERS: process.env.PICLOUD_WORKERS ?? '2',
-			RUST_LOG: process.env.PICLOUD_TEST_LOG ?? 'error'
+			RUST_LOG: process.env.PICLOUD_TEST_LOG ?? 'error',
+			...env
 		},
 		stdio: ['ignore', 'pipe', 'inherit']
 	});
+	let adminBase = null;
 	const base = await new Promise((resolve, reject) => {
 		const timer = setTimeout(() => reject(new Error('picloud did not announce its address within 60 s')), 60_000);
 		child.once('exit', (code) => reject(new Error(`picloud exited early with ${code}`)));
 		createInterface({ input: child.stdout }).on('line', (line) => {
+			const admin = /^picloud admin listening on (http:\/\/\S+)/.exec(line);
+			if (admin) adminBase = admin[1];
 			const m = /^picloud listening on (http:\/\/\S+)/.exec(line);
 			if (m) {
 				clearTimeout(timer);
@@ -62,6 +69,7 @@ export async function startServer() {
 	});
 	return {
 		base,
+		adminBase,
 		async stop() {
 			if (child.exitCode === null) {
 				child.kill('SIGTERM');
