@@ -67,7 +67,10 @@ pub struct UpdateScript {
 }
 
 /// Tells a field that is `null` (`Some(None)`) from one that is absent (`None`).
-#[allow(clippy::option_option, reason = "absent, null and a value are three different requests")]
+#[allow(
+    clippy::option_option,
+    reason = "absent, null and a value are three different requests"
+)]
 fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: serde::Deserializer<'de>,
