@@ -340,9 +340,11 @@ export async function invoke(req: TryRequest, signal?: AbortSignal): Promise<Try
 		throw new NetworkError(e);
 	}
 	const { text, total, truncated } = await readCapped(response, MAX_SHOWN_BODY);
+	// `redirect: 'manual'` hides a redirect's status and headers from scripts in the page.
+	const redirect = response.type === 'opaqueredirect';
 	return {
 		status: response.status,
-		statusText: response.statusText,
+		statusText: redirect ? 'redirect (not followed)' : response.statusText,
 		headers: [...response.headers.entries()],
 		body: text,
 		truncated,
