@@ -83,7 +83,7 @@ async fn serve(dir: &Path, request: Request) -> Response {
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
-    if !dir.is_dir() {
+    if !tokio::fs::metadata(dir).await.is_ok_and(|m| m.is_dir()) {
         return not_built(dir);
     }
     if is_asset(path) {
