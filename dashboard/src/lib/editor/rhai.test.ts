@@ -104,3 +104,28 @@ describe('rhai tokenizer', () => {
 		expect(rhaiParser.indent!(state, ']', cx)).toBe(4);
 	});
 });
+
+describe('rhai tokenizer on the project’s own scripts', () => {
+	// The documented examples are valid Rhai: nothing in them may read as invalid.
+	// The hostile fixtures are not all valid, but must tokenize without stalling.
+	const examples = import.meta.glob('../../../../examples/*.rhai', { query: '?raw', import: 'default', eager: true });
+	const hostile = import.meta.glob('../../../../tests/fixtures/hostile/*.rhai', { query: '?raw', import: 'default', eager: true });
+
+	it('finds the scripts', () => {
+		expect(Object.keys(examples).length).toBeGreaterThan(3);
+		expect(Object.keys(hostile).length).toBeGreaterThan(10);
+	});
+
+	it('highlights every example without an invalid token', () => {
+		for (const [file, source] of Object.entries(examples)) {
+			const bad = tokens(source as string).filter(([, style]) => style === 'invalid');
+			expect(bad, file).toEqual([]);
+		}
+	});
+
+	it('tokenizes every hostile fixture to the end', () => {
+		for (const [file, source] of Object.entries(hostile)) {
+			expect(() => tokens(source as string), file).not.toThrow();
+		}
+	});
+});
