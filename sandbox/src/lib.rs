@@ -34,6 +34,30 @@
 //! owner who trusts all their scripts alike. `per-invocation`: every
 //! invocation gets a never-used worker, forked ahead of demand.
 //!
+//! # Configuration
+//!
+//! [`PoolConfig::from_env`] reads `PICLOUD_WORKERS` (default: the number of
+//! cores), `PICLOUD_ISOLATION`, `PICLOUD_QUEUE_CAPACITY` (256),
+//! `PICLOUD_QUEUE_TIMEOUT_MS` (2000), `PICLOUD_WORKER_MAX_INVOCATIONS` (1000,
+//! minus up to 10 % jitter per worker), `PICLOUD_WORKER_RSS_HIGH_WATER_BYTES`
+//! (256 MiB), `PICLOUD_SCRIPT_CONCURRENCY` (half the workers, at least one),
+//! `PICLOUD_KILL_GRACE_MS` (500), `PICLOUD_WORKER_HEAP_CAP_BYTES` (sized from
+//! `PICLOUD_LIMIT_MEMORY_BYTES_MAX`), `PICLOUD_WORKER_CPU_LIMIT_SECS` (600;
+//! workers are recycled at half of it), `PICLOUD_CONFINE`,
+//! `PICLOUD_WORKER_USER` and `PICLOUD_ALLOW_WEAK_SANDBOX`.
+//!
+//! # Failure handling in one place
+//!
+//! | event | what the caller gets | what the pool does |
+//! |---|---|---|
+//! | no worker within the queue bound, queue full, script's queue share full | `overloaded` (503) | nothing: counted |
+//! | no answer by deadline + grace | `timeout` (504) | SIGKILL through the pidfd, replace |
+//! | EOF, oversized/garbage/misaddressed frame | `worker_crashed` (502) | kill, replace |
+//! | death by `SIGSYS` / `SIGXCPU` / allocation-failure abort | `sandbox_violation` / `cpu_limit` / `memory_limit` | replace |
+//! | caller dropped mid-invocation | nothing (it left) | SIGKILL, replace: a late answer reaches nobody |
+//! | zygote died | in-flight: `worker_crashed`; queued: wait, then run | restart it with backoff, reap (and kill) its orphans as the child subreaper |
+//! | a script hit a limit, M invocations, RSS or CPU past its mark | its own outcome | recycle after the answer |
+//!
 //! # Hosting the zygote
 //!
 //! Every binary that can host a pool calls [`run_zygote_if_requested`] first

@@ -1,13 +1,13 @@
 //! The pool client: [`Pool`] implements [`ExecutorClient`] over pre-forked
 //! workers.
 //!
-//! - [`scheduler`]: which idle worker serves which request (isolation modes,
+//! - `scheduler`: which idle worker serves which request (isolation modes,
 //!   per-script caps, the bounded wait queue); pure state under one mutex.
-//! - [`handle`]: the pool's end of one worker.
-//! - [`supervisor`]: the zygote, spawning, death reports, restarts.
-//! - [`invoke`]: one invocation or compile check on a leased worker, with the
+//! - `handle`: the pool's end of one worker.
+//! - `supervisor`: the zygote, spawning, death reports, restarts.
+//! - `invoke`: one invocation or compile check on a leased worker, with the
 //!   deadline, the kill and the classification of deaths.
-//! - [`metrics`]: the counters behind [`PoolMetrics`].
+//! - `metrics`: the counters behind [`PoolMetrics`].
 //!
 //! Invariants: the scheduler mutex is never held across an `.await` and no
 //! worker is dropped while it is held; a worker is leased to one invocation

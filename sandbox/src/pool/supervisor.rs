@@ -195,6 +195,15 @@ pub(crate) async fn supervise(shared: Arc<PoolShared>, first: ZygoteConn) {
             }
             continue;
         };
+        // A spawn the zygote never answered is given up, so it is asked again.
+        let before = books.requested.len();
+        let patience = shared.config.worker_start_timeout;
+        books
+            .requested
+            .retain(|_, asked| asked.elapsed() < patience);
+        if books.requested.len() < before {
+            shared.start_failed("the zygote did not answer a spawn request in time");
+        }
         if let Err(e) = top_up(&shared, z, &mut books).await {
             tracing::error!(error = %e, "executor pool: zygote control channel failed");
             zygote_died(&shared, zygote.take(), &mut books).await;

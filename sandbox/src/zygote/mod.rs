@@ -1,11 +1,11 @@
 //! The zygote: a single-threaded helper process of the host binary that
 //! builds the script runtime once and forks workers from it on request.
 //!
-//! - [`launch`] (server side) starts it: the configured executable re-run
+//! - `launch` (server side) starts it: the configured executable re-run
 //!   with the hidden [`ZYGOTE_ARG`], an empty environment, a large
 //!   `RLIMIT_STACK` (the workers' scripts run on the main thread) and its
 //!   control socket on fd [`crate::protocol::ZYGOTE_CONTROL_FD`].
-//! - [`process`] (zygote side) is its whole life: take `Init`, build the
+//! - `process` (zygote side) is its whole life: take `Init`, build the
 //!   runtime, then fork a worker per `Spawn` and report every reaped child.
 //!
 //! Invariants: the zygote never runs a script, holds no descriptor but its
