@@ -144,6 +144,9 @@ pub struct ServeArgs {
     /// Also serve `/metrics` without the admin token on this address (a private network).
     #[arg(long, env = "PICLOUD_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
+    /// Keep invocation records (`0` keeps none; metrics and the per-invocation log event remain).
+    #[arg(long, env = "PICLOUD_RECORDS", value_parser = parse_flag, default_value = "1")]
+    pub records: bool,
     /// Invocation records kept per script (the newest).
     #[arg(long, env = "PICLOUD_RECORDS_KEEP", default_value = "10000", value_parser = clap::value_parser!(u32).range(1..))]
     pub records_keep: u32,

@@ -15,7 +15,7 @@ use manager_core::api::{AdminState, AdminToken, AuthGuard, TokenSource};
 use manager_core::records::{Records, RecordsConfig};
 use manager_core::store::{DbConfig, ScriptRepository};
 use orchestrator_core::{Orchestrator, OrchestratorConfig, ScriptCatalog};
-use shared::{CatalogUpdates as _, ExecutorClient, LimitsConfig};
+use shared::{CatalogUpdates as _, ExecutorClient, InvocationSink, LimitsConfig};
 use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
@@ -56,21 +56,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = manager_core::api::metrics::install_recorder()
         .inspect_err(|e| tracing::error!(error = %e, "metrics are disabled"))
         .ok();
-    let records = Records::start(
-        repo.clone(),
-        RecordsConfig {
-            buffer_bytes: usize::try_from(args.records_buffer_bytes).unwrap_or(usize::MAX),
-            keep_per_script: args.records_keep,
-            keep_for: Duration::from_secs(u64::from(args.records_keep_days) * 86_400),
-            ..RecordsConfig::default()
-        },
-        Some(catalog.clone()),
-    );
+    let records = Records::start(repo.clone(), records_config(&args), Some(catalog.clone()));
 
     let orchestrator = Arc::new(Orchestrator {
         executor: Arc::clone(&executor),
         resolver: catalog.clone(),
-        sink: records.sink(),
+        sink: record_sink(&records, args.records),
         health: vec![Arc::new(repo.clone())],
         config: OrchestratorConfig {
             expose_stats: args.expose_stats,
@@ -198,6 +189,25 @@ async fn serve_extra(
         }
     });
     Ok(())
+}
+
+fn records_config(args: &ServeArgs) -> RecordsConfig {
+    RecordsConfig {
+        buffer_bytes: usize::try_from(args.records_buffer_bytes).unwrap_or(usize::MAX),
+        keep_per_script: args.records_keep,
+        keep_for: Duration::from_secs(u64::from(args.records_keep_days) * 86_400),
+        ..RecordsConfig::default()
+    }
+}
+
+/// The pipeline's sink, or one that keeps nothing when records are off.
+fn record_sink(records: &Records, keep: bool) -> Arc<dyn InvocationSink> {
+    if keep {
+        records.sink()
+    } else {
+        tracing::warn!("invocation records are off (PICLOUD_RECORDS=0)");
+        Arc::new(manager_core::records::DiscardSink)
+    }
 }
 
 /// Resolves `grace` after shutdown began: the bound on finishing in-flight work.
