@@ -4,13 +4,11 @@
 //! # Codemap
 //!
 //! ```text
-//! server process (tokio)                 zygote process (1 thread)        worker process (1 thread)
-//! ┌──────────────────────────┐ SEQPACKET ┌──────────────────────┐  fork  ┌───────────────────────┐
-//! │ pool::Pool (ExecutorClient)│◀────────▶│ zygote::process      │──────▶│ worker: hygiene,      │
-//! │  scheduler · supervisor  │ +SCM_RIGHTS│  Init → Ready         │       │ confine, serve loop   │
-//! │  handle · invoke         │           │  Spawn → fork → fds   │       │ (ScriptRuntime + LRU) │
-//! └──────────┬───────────────┘           │  SIGCHLD → Exited     │       └──────────┬────────────┘
-//!            └──────────── socketpair (stream, codec frames) ─────────────────────────┘
+//! server (tokio, many threads)      zygote (1 thread)            worker (1 thread, confined)
+//!   pool::Pool  ── SEQPACKET ──▶      Init → Ready
+//!   scheduler     + SCM_RIGHTS        Spawn → fork ──────────▶    hygiene → confine → Hello
+//!   supervisor  ◀── Spawned(fds) ──   SIGCHLD → Exited(status)    serve: Run → Done (one at a time)
+//!   handle, invoke ◀════════ socketpair, length-prefixed postcard frames ════════▶
 //! ```
 //!
 //! | module | owns | invariant at its boundary |
