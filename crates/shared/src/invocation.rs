@@ -44,6 +44,7 @@ pub struct ScriptResponse {
 }
 
 /// Measurements of one invocation, taken where they happen.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvocationStats {
     /// Time spent waiting for a worker.
@@ -118,6 +119,7 @@ impl InvocationOutput {
 }
 
 /// The record of one finished invocation, as kept by the manager.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvocationRecord {
     pub id: InvocationId,

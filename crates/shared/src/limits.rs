@@ -58,12 +58,14 @@ pub enum LimitError {
 macro_rules! limits_table {
     ($( $field:ident : $env:literal, $unit:literal, default $default:expr, max $max:expr, $doc:literal; )*) => {
         /// The budgets one invocation runs under, fully resolved.
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub struct Limits {
             $( #[doc = $doc] pub $field: u64, )*
         }
 
         /// A script's own limits; `None` means "the operator default".
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct LimitOverrides {

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 macro_rules! outcome_table {
     ($( $variant:ident => $kind:literal, $status:literal, $doc:literal; )*) => {
         /// How an invocation ended.
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         #[serde(rename_all = "snake_case")]
         pub enum Outcome {

@@ -22,6 +22,7 @@ const MAX_PATTERN_LEN: usize = 512;
 const MAX_SEGMENTS: usize = 32;
 
 /// A route as stored and shown: `{"method": "POST", "path": "/exec/hooks/{id}"}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {

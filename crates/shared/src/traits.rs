@@ -29,6 +29,7 @@ pub enum ExecutorError {
 }
 
 /// A snapshot of an executor's capacity, for `/readyz`, metrics and the dashboard.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecutorStatus {
     /// Can accept invocations now.

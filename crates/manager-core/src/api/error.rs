@@ -8,6 +8,16 @@ use shared::{CompileError, ExecutorError};
 
 use crate::store::StoreError;
 
+/// The JSON body of every error answer (documentation type; the body is
+/// built in [`ApiError::into_response`]). A compile error adds `line` and `column`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Machine-readable kind, e.g. `not_found`, `compile_error`.
+    pub error: String,
+    /// What was wrong, for people.
+    pub message: String,
+}
+
 /// Everything an admin request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

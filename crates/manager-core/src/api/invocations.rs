@@ -24,7 +24,7 @@ use serde_json::Value;
 use shared::{InvocationId, InvocationRecord};
 
 use super::AdminState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::scripts::find;
 use crate::records::stats::{ScriptStats, parse_window, summarize};
 use crate::records::{Drops, StreamItem};
@@ -44,7 +44,10 @@ type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
 
 /// `GET .../invocations`.
 #[derive(Debug, Serialize)]
+#[derive(utoipa::ToSchema)]
 pub struct Page {
+    /// Records without their log lines, newest first.
+    #[schema(value_type = Vec<Object>)]
     pub invocations: Vec<Value>,
     /// Pass as `before` for the next (older) page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -95,6 +98,21 @@ fn listed_view(item: &ListedInvocation) -> Result<Value, ApiError> {
     Ok(value)
 }
 
+#[utoipa::path(
+    get, path = "/api/admin/scripts/{id}/invocations", tag = "invocations",
+    params(
+        ("id" = String, Path, description = "Script id (UUID) or name"),
+        ("limit" = Option<u32>, Query, description = "Records per page"),
+        ("before" = Option<String>, Query, description = "Cursor from `next_before`"),
+        ("outcome" = Option<String>, Query, description = "Only this outcome (or `error` for any failure)"),
+    ),
+    responses(
+        (status = 200, description = "One page of records, newest first", body = Page),
+        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
+        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn list(
     State(state): State<Arc<AdminState>>,
     Path(id): Path<String>,
@@ -137,6 +155,16 @@ pub async fn list(
     }))
 }
 
+#[utoipa::path(
+    get, path = "/api/admin/invocations/{id}", tag = "invocations",
+    params(("id" = String, Path, description = "Invocation id (UUID)")),
+    responses(
+        (status = 200, description = "The record with its log lines", body = shared::InvocationRecord),
+        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
+        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn get(
     State(state): State<Arc<AdminState>>,
     Path(id): Path<String>,
@@ -156,6 +184,20 @@ pub async fn get(
         })
 }
 
+#[utoipa::path(
+    get, path = "/api/admin/scripts/{id}/stats", tag = "invocations",
+    params(
+        ("id" = String, Path, description = "Script id (UUID) or name"),
+        ("window" = Option<String>, Query, description = "How far back, e.g. `15m`, `1h`, `7d`"),
+        ("buckets" = Option<u32>, Query, description = "Points in the time series"),
+    ),
+    responses(
+        (status = 200, description = "Counts, error rate, percentiles and a time series", body = Object),
+        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
+        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn stats(
     State(state): State<Arc<AdminState>>,
     Path(id): Path<String>,
@@ -182,6 +224,16 @@ pub async fn stats(
     }))
 }
 
+#[utoipa::path(
+    get, path = "/api/admin/scripts/{id}/invocations/stream", tag = "invocations",
+    params(("id" = String, Path, description = "Script id (UUID) or name")),
+    responses(
+        (status = 200, description = "Server-sent events, one `data:` record per new invocation", content_type = "text/event-stream", body = String),
+        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
+        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn stream(
     State(state): State<Arc<AdminState>>,
     Path(id): Path<String>,

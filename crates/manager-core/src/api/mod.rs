@@ -7,6 +7,7 @@ pub mod body;
 pub mod error;
 pub mod invocations;
 pub mod metrics;
+pub mod openapi;
 pub mod scripts;
 pub mod versions;
 
@@ -21,7 +22,7 @@ use shared::{CatalogUpdates, ExecutorClient, ExecutorStatus, LimitsConfig};
 
 use crate::store::ScriptRepository;
 pub use auth::{AdminToken, AuthGuard, TokenSource};
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody};
 
 /// What the admin handlers work with.
 pub struct AdminState {
@@ -60,6 +61,7 @@ pub fn router(state: Arc<AdminState>, guard: Arc<AuthGuard>) -> Router {
         .route("/api/admin/scripts/{id}/rollback", post(versions::rollback))
         .route("/api/admin/pool", get(pool_status))
         .route("/api/admin/sandbox", get(sandbox_report))
+        .route("/api/admin/openapi.json", get(openapi::document))
         .route(
             "/api/admin/scripts/{id}/invocations",
             get(invocations::list),
@@ -79,12 +81,30 @@ pub fn router(state: Arc<AdminState>, guard: Arc<AuthGuard>) -> Router {
 }
 
 /// `GET /api/admin/pool`: the executor's capacity right now.
-async fn pool_status(State(state): State<Arc<AdminState>>) -> Json<ExecutorStatus> {
+#[utoipa::path(
+    get, path = "/api/admin/pool", tag = "system",
+    responses(
+        (status = 200, description = "Workers, queue and recycling counters", body = ExecutorStatus),
+        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
+        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
+pub async fn pool_status(State(state): State<Arc<AdminState>>) -> Json<ExecutorStatus> {
     Json(state.executor.status())
 }
 
 /// `GET /api/admin/sandbox`: the confinement layers in force and the kernel's support.
-async fn sandbox_report(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value> {
+#[utoipa::path(
+    get, path = "/api/admin/sandbox", tag = "system",
+    responses(
+        (status = 200, description = "Each confinement layer's status and the kernel's support", body = Object),
+        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
+        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
+pub async fn sandbox_report(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value> {
     Json(state.sandbox.clone())
 }
 

@@ -17,13 +17,15 @@ use shared::{LimitOverrides, Limits, Script, ScriptId};
 
 use super::AdminState;
 use super::body::JsonBody;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::store::{NewScript, ScriptChange};
 
 /// `POST /api/admin/scripts`.
+#[derive(utoipa::ToSchema)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateScript {
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     pub name: String,
     pub source: String,
     #[serde(default)]
@@ -37,6 +39,7 @@ pub struct CreateScript {
 }
 
 /// A route in either of its two spellings.
+#[derive(utoipa::ToSchema)]
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum RouteInput {
@@ -55,6 +58,7 @@ impl RouteInput {
 }
 
 /// `PUT /api/admin/scripts/{id}`: what is given changes, the rest stays.
+#[derive(utoipa::ToSchema)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateScript {
@@ -80,6 +84,7 @@ where
 }
 
 /// A script as the admin API shows it.
+#[derive(utoipa::ToSchema)]
 #[derive(Debug, Serialize)]
 pub struct ScriptView {
     pub id: ScriptId,
@@ -232,6 +237,16 @@ fn validate_origins(origins: Vec<String>) -> Result<Vec<String>, ApiError> {
     Ok(origins)
 }
 
+#[utoipa::path(
+    post, path = "/api/admin/scripts", tag = "scripts",
+    request_body = CreateScript,
+    responses(
+        (status = 201, description = "Created (compiled first; a compile error is 422 with line and column)", body = ScriptView),
+        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
+        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn create(
     State(state): State<Arc<AdminState>>,
     JsonBody(body): JsonBody<CreateScript>,
@@ -265,6 +280,15 @@ pub async fn create(
         .into_response())
 }
 
+#[utoipa::path(
+    get, path = "/api/admin/scripts", tag = "scripts",
+    responses(
+        (status = 200, description = "Every script, without source", body = [ScriptView]),
+        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
+        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn list(State(state): State<Arc<AdminState>>) -> Result<Json<Vec<ScriptView>>, ApiError> {
     let scripts = state.repo.list().await?;
     Ok(Json(
@@ -275,6 +299,16 @@ pub async fn list(State(state): State<Arc<AdminState>>) -> Result<Json<Vec<Scrip
     ))
 }
 
+#[utoipa::path(
+    get, path = "/api/admin/scripts/{id}", tag = "scripts",
+    params(("id" = String, Path, description = "Script id (UUID) or name")),
+    responses(
+        (status = 200, description = "The script with its source", body = ScriptView),
+        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
+        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn get(
     State(state): State<Arc<AdminState>>,
     Path(id): Path<String>,
@@ -283,6 +317,17 @@ pub async fn get(
     Ok(Json(ScriptView::new(&state, script, true)))
 }
 
+#[utoipa::path(
+    put, path = "/api/admin/scripts/{id}", tag = "scripts",
+    params(("id" = String, Path, description = "Script id (UUID) or name")),
+    request_body = UpdateScript,
+    responses(
+        (status = 200, description = "Saved as a new version", body = ScriptView),
+        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
+        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn update(
     State(state): State<Arc<AdminState>>,
     Path(id): Path<String>,
@@ -330,6 +375,16 @@ pub async fn update(
     Ok(Json(ScriptView::new(&state, script, true)))
 }
 
+#[utoipa::path(
+    delete, path = "/api/admin/scripts/{id}", tag = "scripts",
+    params(("id" = String, Path, description = "Script id (UUID) or name")),
+    responses(
+        (status = 204, description = "Deleted with its route; records stay until retention removes them"),
+        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
+        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn delete(
     State(state): State<Arc<AdminState>>,
     Path(id): Path<String>,

@@ -15,11 +15,12 @@ use shared::LimitOverrides;
 
 use super::AdminState;
 use super::body::JsonBody;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::scripts::{ScriptView, find};
 use crate::store::{ScriptChange, VersionInfo, content_hash};
 
 /// `GET .../versions`.
+#[derive(utoipa::ToSchema)]
 #[derive(Debug, Serialize)]
 pub struct History {
     pub current: u32,
@@ -27,6 +28,7 @@ pub struct History {
 }
 
 /// `GET .../versions/{n}`.
+#[derive(utoipa::ToSchema)]
 #[derive(Debug, Serialize)]
 pub struct VersionView {
     pub version: u32,
@@ -37,12 +39,23 @@ pub struct VersionView {
 }
 
 /// `POST .../rollback`.
+#[derive(utoipa::ToSchema)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rollback {
     pub version: u32,
 }
 
+#[utoipa::path(
+    get, path = "/api/admin/scripts/{id}/versions", tag = "versions",
+    params(("id" = String, Path, description = "Script id (UUID) or name")),
+    responses(
+        (status = 200, description = "Every version, oldest first", body = History),
+        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
+        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn list(
     State(state): State<Arc<AdminState>>,
     Path(id): Path<String>,
@@ -55,6 +68,19 @@ pub async fn list(
     }))
 }
 
+#[utoipa::path(
+    get, path = "/api/admin/scripts/{id}/versions/{version}", tag = "versions",
+    params(
+        ("id" = String, Path, description = "Script id (UUID) or name"),
+        ("version" = u32, Path, description = "Version number, from 1"),
+    ),
+    responses(
+        (status = 200, description = "One version as it was saved", body = VersionView),
+        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
+        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn get(
     State(state): State<Arc<AdminState>>,
     Path((id, version)): Path<(String, String)>,
@@ -73,6 +99,17 @@ pub async fn get(
     }))
 }
 
+#[utoipa::path(
+    post, path = "/api/admin/scripts/{id}/rollback", tag = "versions",
+    params(("id" = String, Path, description = "Script id (UUID) or name")),
+    request_body = Rollback,
+    responses(
+        (status = 200, description = "The old content saved as a new version", body = super::scripts::ScriptView),
+        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
+        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn rollback(
     State(state): State<Arc<AdminState>>,
     Path(id): Path<String>,

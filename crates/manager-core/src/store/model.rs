@@ -90,6 +90,7 @@ pub struct ScriptChange {
 }
 
 /// One entry of a script's version history.
+#[derive(utoipa::ToSchema)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionInfo {
     pub version: u32,
