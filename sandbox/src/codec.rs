@@ -3,8 +3,9 @@
 //! A frame is a little-endian `u32` payload length followed by that many bytes
 //! of `postcard`. Invariants, on both sides of the socket:
 //! - the announced length is checked against the caller's cap *before* any
-//!   buffer grows, and the buffer then grows only as bytes actually arrive, so
-//!   a peer cannot make the reader allocate more than it sends (or the cap);
+//!   buffer grows; then at most 64 KiB is reserved up front and the buffer
+//!   grows only as bytes actually arrive, so a peer cannot make the reader
+//!   allocate much more than it sends (nor ever more than the cap);
 //! - decoding never panics and refuses trailing bytes, so a frame has exactly
 //!   one meaning;
 //! - an encoder that would exceed the cap fails instead of sending, so an
@@ -22,6 +23,11 @@ pub const HEADER_LEN: usize = 4;
 /// largest legitimate frame: a 16 MiB request body or response body (the
 /// operator maxima) plus a 1 MiB log and the headers around them.
 pub const MAX_FRAME_BYTES: usize = 24 * 1024 * 1024;
+
+/// Capacity reserved for a frame before its bytes arrive: enough for every
+/// ordinary frame in one read, small enough that an announced-but-unsent
+/// frame costs a peer nothing worth having.
+const EAGER_RESERVE: usize = 64 * 1024;
 
 /// Why a frame could not be read, written, encoded or decoded.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +121,7 @@ pub fn read_frame<R: Read>(
     }
     let len = payload_len(header, cap)?;
     buf.clear();
+    buf.reserve(len.min(EAGER_RESERVE));
     let read = reader.take(len as u64).read_to_end(buf)?;
     if read < len {
         return Err(CodecError::Truncated);
@@ -145,6 +152,7 @@ pub async fn read_frame_async<R: AsyncRead + Unpin>(
     }
     let len = payload_len(header, cap)?;
     buf.clear();
+    buf.reserve(len.min(EAGER_RESERVE));
     let read = (&mut *reader).take(len as u64).read_to_end(buf).await?;
     if read < len {
         return Err(CodecError::Truncated);
@@ -304,6 +312,19 @@ mod tests {
             encode_frame(&Msg::Blob(vec![1; 100]), &mut frame, len - 1),
             Err(CodecError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn an_announced_but_unsent_frame_costs_little_memory() {
+        let mut bytes = u32::try_from(MAX_FRAME_BYTES)
+            .unwrap()
+            .to_le_bytes()
+            .to_vec();
+        bytes.extend_from_slice(&[0u8; 10]);
+        let mut buf = Vec::new();
+        let err = read_frame(&mut bytes.as_slice(), &mut buf, MAX_FRAME_BYTES).unwrap_err();
+        assert!(matches!(err, CodecError::Truncated));
+        assert!(buf.capacity() <= 2 * EAGER_RESERVE, "{}", buf.capacity());
     }
 
     #[test]
