@@ -36,4 +36,12 @@ async fn runs_scripts_and_reports_stats() {
     assert_eq!(status.workers, 2);
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
     pool.shutdown().await;
+    let status = pool.status();
+    assert!(!status.ready);
+    assert!(status.detail.unwrap().contains("shutting down"));
+    let refused = pool.invoke(invocation(&s, &[])).await;
+    assert!(
+        matches!(refused, Err(shared::ExecutorError::Unavailable(_))),
+        "{refused:?}"
+    );
 }

@@ -417,7 +417,11 @@ impl ExecutorClient for Pool {
         let metrics = shared.counters.snapshot();
         let zygote_up = shared.zygote_up.load(Ordering::SeqCst);
         let closed = shared.closed.load(Ordering::SeqCst);
-        let ready = zygote_up && !closed && idle + busy > 0;
+        // In per-invocation mode every used worker leaves at once, so "no
+        // worker right now" is normal under load: while workers keep starting
+        // fine, a pool that has had them is still ready.
+        let refilling = metrics.spawned > 0 && shared.start_failures.load(Ordering::Relaxed) == 0;
+        let ready = zygote_up && !closed && (idle + busy > 0 || refilling);
         let problem = shared
             .problem
             .lock()
