@@ -32,7 +32,8 @@ pub(super) fn apply(plan: &ConfinementPlan) -> Result<Applied, ConfineError> {
     )))
 }
 
-fn arm_parent_death_signal(expected_parent: i32) -> Result<(), ConfineError> {
+/// SIGKILL when the parent dies, then a check that it has not died already.
+pub(super) fn arm_parent_death_signal(expected_parent: i32) -> Result<(), ConfineError> {
     // SAFETY: prctl with integer arguments only.
     let rc = unsafe {
         libc::prctl(

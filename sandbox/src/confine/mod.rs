@@ -321,6 +321,13 @@ pub fn apply(plan: &ConfinementPlan) -> Result<ConfinementReport, ConfineError> 
     let mut report = ConfinementReport::new();
     run_layer(plan, &mut report, Layer::Fds, fds::apply)?;
     run_layer(plan, &mut report, Layer::Privileges, privileges::apply)?;
+    // Changing credentials clears the parent-death signal (the kernel resets
+    // it in commit_creds), so arm it again once the uid/gid drop is done.
+    if report.status(Layer::Fds) == LayerStatus::Applied
+        && report.status(Layer::Privileges) == LayerStatus::Applied
+    {
+        fds::arm_parent_death_signal(plan.parent_pid)?;
+    }
     run_layer(plan, &mut report, Layer::Prctl, prctl::apply)?;
     run_layer(
         plan,
