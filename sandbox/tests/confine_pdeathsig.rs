@@ -34,18 +34,13 @@ fn the_parent_death_signal_survives_the_privilege_drop() {
     // SAFETY: the child only makes system calls and exits.
     match unsafe { fork() }.unwrap() {
         ForkResult::Child => {
-            let code = match apply(&plan) {
-                Err(_) => 2,
-                Ok(_) => {
-                    let mut sig: libc::c_int = 0;
-                    // SAFETY: PR_GET_PDEATHSIG writes one int through the pointer.
-                    let rc = unsafe { libc::prctl(libc::PR_GET_PDEATHSIG, &raw mut sig, 0, 0, 0) };
-                    if rc == 0 && sig == libc::SIGKILL {
-                        0
-                    } else {
-                        1
-                    }
-                }
+            let code = if apply(&plan).is_ok() {
+                let mut sig: libc::c_int = 0;
+                // SAFETY: PR_GET_PDEATHSIG writes one int through the pointer.
+                let rc = unsafe { libc::prctl(libc::PR_GET_PDEATHSIG, &raw mut sig, 0, 0, 0) };
+                i32::from(!(rc == 0 && sig == libc::SIGKILL))
+            } else {
+                2
             };
             // SAFETY: leave without running the test harness's destructors.
             unsafe { libc::_exit(code) }
