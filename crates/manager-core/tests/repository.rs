@@ -390,6 +390,7 @@ on_both_backends! {
                 source: "1".into(),
                 route: Some(route.clone()),
                 cors_origins: vec!["https://app.example.test".into()],
+                concurrency: Some(3),
                 ..NewScript::default()
             })
             .await
@@ -397,16 +398,25 @@ on_both_backends! {
         let read = repo.get(created.id).await.unwrap().unwrap();
         assert_eq!(read.route.as_ref(), Some(&route));
         assert_eq!(read.cors_origins, vec!["https://app.example.test".to_owned()]);
+        assert_eq!(read.concurrency, Some(3));
         assert_eq!(read, created);
 
         // A source-only save keeps the route; `Some(None)` removes it.
         let v2 = repo.update(created.id, source_change("2")).await.unwrap();
         assert_eq!(v2.route.as_ref(), Some(&route));
         let v3 = repo
-            .update(created.id, ScriptChange { route: Some(None), cors_origins: Some(vec![]), ..ScriptChange::default() })
+            .update(
+                created.id,
+                ScriptChange {
+                    route: Some(None),
+                    cors_origins: Some(vec![]),
+                    concurrency: Some(None),
+                    ..ScriptChange::default()
+                },
+            )
             .await
             .unwrap();
-        assert_eq!((v3.route.clone(), v3.cors_origins.len()), (None, 0));
+        assert_eq!((v3.route.clone(), v3.cors_origins.len(), v3.concurrency), (None, 0, None));
         assert_eq!(repo.get(created.id).await.unwrap().unwrap(), v3);
         let listed = repo.list().await.unwrap();
         assert_eq!(listed, vec![v3]);

@@ -151,6 +151,7 @@ mod tests {
             },
             route: None,
             cors_origins: Vec::new(),
+            concurrency: None,
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),
         }

@@ -364,3 +364,65 @@ async fn deleting_a_script_removes_its_route_at_once() {
     .await;
     assert_eq!(s, 201);
 }
+
+/// Calls `id` three times at once; each call holds its worker until its
+/// 800 ms wall budget ends it. Returns how many were turned away (503).
+async fn turned_away(server: &Server, id: &str) -> usize {
+    let calls = (0..3).map(|_| server.client.get(server.execute(id)).send());
+    let statuses: Vec<u16> = futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    assert!(
+        statuses.iter().all(|s| *s == 503 || *s == 504),
+        "{statuses:?}"
+    );
+    statuses.iter().filter(|s| **s == 503).count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scripts_own_concurrency_cap_is_stored_and_enforced() {
+    let server = Server::start_with(common::Options {
+        env: vec![
+            ("PICLOUD_WORKERS".into(), "4".into()),
+            ("PICLOUD_QUEUE_TIMEOUT_MS".into(), "200".into()),
+        ],
+        ..common::Options::default()
+    });
+    let spin = json!({ "name": "spin", "source": "loop {}", "limits": { "wall_time_ms": 800, "operations": 1_000_000_000 } });
+    let (s, body) = create(&server, spin).await;
+    assert_eq!(s, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    // Default cap: half of 4 workers, so two run and one is turned away.
+    assert_eq!(turned_away(&server, &id).await, 1);
+
+    let r = server
+        .admin(Method::PUT, "/api/admin/scripts/spin")
+        .json(&json!({ "concurrency": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["concurrency"], 1);
+    assert_eq!(turned_away(&server, &id).await, 2);
+
+    // `null` goes back to the default.
+    let r = server
+        .admin(Method::PUT, "/api/admin/scripts/spin")
+        .json(&json!({ "concurrency": null }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(turned_away(&server, &id).await, 1);
+    for bad in [json!(0), json!(5000), json!(-1)] {
+        let r = server
+            .admin(Method::PUT, "/api/admin/scripts/spin")
+            .json(&json!({ "concurrency": bad }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+}

@@ -24,6 +24,9 @@ pub struct Script {
     /// Origins allowed to call the script from a browser (CORS); empty: none.
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    /// Invocations of this script that may run at once; `None`: the pool's default.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

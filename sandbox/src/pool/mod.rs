@@ -253,12 +253,6 @@ impl Pool {
         (pid != 0 && self.shared.zygote_up.load(Ordering::SeqCst)).then_some(pid)
     }
 
-    /// Sets (or, with `None`, resets to the default) how many invocations of
-    /// one script may run at once.
-    pub fn set_script_concurrency(&self, script: ScriptId, cap: Option<usize>) {
-        self.shared.lock().set_cap(script, cap);
-    }
-
     pub fn metrics(&self) -> PoolMetrics {
         self.shared.counters.snapshot()
     }
@@ -296,12 +290,26 @@ impl Pool {
         }
     }
 
-    async fn lease(&self, key: ScriptId, purpose: Purpose) -> Result<Lease, NoWorker> {
+    /// A worker for `key`. `cap` is the script's own concurrency setting
+    /// (`None`: the pool's default); it travels with every invocation, so a
+    /// change through the admin API applies from the next call on.
+    async fn lease(
+        &self,
+        key: ScriptId,
+        cap: Option<usize>,
+        purpose: Purpose,
+    ) -> Result<Lease, NoWorker> {
         let shared = &self.shared;
         if shared.closed.load(Ordering::SeqCst) {
             return Err(NoWorker::Closed);
         }
-        let (acquired, evicted) = shared.lock().acquire(key, purpose);
+        let (acquired, evicted) = {
+            let mut sched = shared.lock();
+            if purpose == Purpose::Run {
+                sched.set_cap(key, cap);
+            }
+            sched.acquire(key, purpose)
+        };
         shared.evicted(evicted);
         let lease = |worker| Lease {
             shared: shared.clone(),
@@ -372,7 +380,15 @@ impl Drop for Pool {
 impl ExecutorClient for Pool {
     async fn invoke(&self, invocation: Invocation) -> Result<InvocationOutput, ExecutorError> {
         let enqueued = Instant::now();
-        let mut lease = match self.lease(invocation.script.script.id, Purpose::Run).await {
+        let cap = invocation
+            .script
+            .script
+            .concurrency
+            .map(|c| usize::try_from(c).unwrap_or(usize::MAX));
+        let mut lease = match self
+            .lease(invocation.script.script.id, cap, Purpose::Run)
+            .await
+        {
             Ok(lease) => lease,
             Err(NoWorker::Overloaded(msg)) => {
                 let mut output = InvocationOutput::failed(Outcome::Overloaded, msg);
@@ -396,7 +412,7 @@ impl ExecutorClient for Pool {
         source: &str,
         limits: &Limits,
     ) -> Result<Result<(), CompileError>, ExecutorError> {
-        let mut lease = match self.lease(COMPILE_KEY, Purpose::Compile).await {
+        let mut lease = match self.lease(COMPILE_KEY, None, Purpose::Compile).await {
             Ok(lease) => lease,
             Err(NoWorker::Overloaded(msg)) => return Err(ExecutorError::Unavailable(msg)),
             Err(NoWorker::Closed) => {

@@ -21,8 +21,7 @@ use super::error::{ApiError, ErrorBody};
 use crate::store::{NewScript, ScriptChange};
 
 /// `POST /api/admin/scripts`.
-#[derive(utoipa::ToSchema)]
-#[derive(Debug, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateScript {
     #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
@@ -36,11 +35,14 @@ pub struct CreateScript {
     /// Browser origins allowed to call the script (CORS).
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    /// Invocations that may run at once (default: half the workers).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 1024)]
+    pub concurrency: Option<u32>,
 }
 
 /// A route in either of its two spellings.
-#[derive(utoipa::ToSchema)]
-#[derive(Debug, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Deserialize)]
 #[serde(untagged)]
 pub enum RouteInput {
     Text(String),
@@ -58,8 +60,7 @@ impl RouteInput {
 }
 
 /// `PUT /api/admin/scripts/{id}`: what is given changes, the rest stays.
-#[derive(utoipa::ToSchema)]
-#[derive(Debug, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateScript {
     pub source: Option<String>,
@@ -68,6 +69,10 @@ pub struct UpdateScript {
     #[serde(default, deserialize_with = "present")]
     pub route: Option<Option<RouteInput>>,
     pub cors_origins: Option<Vec<String>>,
+    /// Absent: keep; `null`: back to the default; a value: set it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(minimum = 1, maximum = 1024)]
+    pub concurrency: Option<Option<u32>>,
 }
 
 /// Tells a field that is `null` (`Some(None)`) from one that is absent (`None`).
@@ -84,8 +89,7 @@ where
 }
 
 /// A script as the admin API shows it.
-#[derive(utoipa::ToSchema)]
-#[derive(Debug, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Serialize)]
 pub struct ScriptView {
     pub id: ScriptId,
     pub name: String,
@@ -99,6 +103,8 @@ pub struct ScriptView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<Route>,
     pub cors_origins: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -111,6 +117,7 @@ impl ScriptView {
             limits: script.limits,
             route: script.route,
             cors_origins: script.cors_origins,
+            concurrency: script.concurrency,
             name: script.name,
             version: script.version,
             source: with_source.then_some(script.source),
@@ -210,6 +217,18 @@ impl AdminState {
     }
 }
 
+/// The most invocations of one script that may be asked to run at once.
+const MAX_CONCURRENCY: u32 = 1024;
+
+fn validate_concurrency(c: Option<u32>) -> Result<Option<u32>, ApiError> {
+    match c {
+        Some(n) if n == 0 || n > MAX_CONCURRENCY => Err(ApiError::BadRequest(format!(
+            "concurrency must be 1 to {MAX_CONCURRENCY}"
+        ))),
+        other => Ok(other),
+    }
+}
+
 /// Origins are `scheme://host[:port]` (http or https), or `*` for any.
 fn validate_origins(origins: Vec<String>) -> Result<Vec<String>, ApiError> {
     if origins.len() > 32 {
@@ -269,6 +288,7 @@ pub async fn create(
             limits: body.limits,
             route,
             cors_origins,
+            concurrency: validate_concurrency(body.concurrency)?,
         })
         .await?;
     state.catalog.upsert(script.clone());
@@ -337,9 +357,11 @@ pub async fn update(
         && body.limits.is_none()
         && body.route.is_none()
         && body.cors_origins.is_none()
+        && body.concurrency.is_none()
     {
         return Err(ApiError::BadRequest(
-            "nothing to change: give `source`, `limits`, `route` or `cors_origins`".into(),
+            "nothing to change: give `source`, `limits`, `route`, `cors_origins` or `concurrency`"
+                .into(),
         ));
     }
     let route = match body.route {
@@ -366,6 +388,7 @@ pub async fn update(
                 limits: body.limits,
                 route,
                 cors_origins,
+                concurrency: body.concurrency.map(validate_concurrency).transpose()?,
                 restored_from: None,
             },
         )

@@ -74,6 +74,7 @@ pub struct NewScript {
     pub limits: LimitOverrides,
     pub route: Option<Route>,
     pub cors_origins: Vec<String>,
+    pub concurrency: Option<u32>,
 }
 
 /// A save of an existing script: each `None` keeps the current value. Every
@@ -85,13 +86,14 @@ pub struct ScriptChange {
     /// `Some(None)` removes the route.
     pub route: Option<Option<Route>>,
     pub cors_origins: Option<Vec<String>>,
+    /// `Some(None)` goes back to the pool's default.
+    pub concurrency: Option<Option<u32>>,
     /// Set by a rollback: the version whose content this save restores.
     pub restored_from: Option<u32>,
 }
 
 /// One entry of a script's version history.
-#[derive(utoipa::ToSchema)]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionInfo {
     pub version: u32,
     /// SHA-256 of the version's source, lower-case hex.

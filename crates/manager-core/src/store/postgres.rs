@@ -29,7 +29,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 macro_rules! current_script {
     ($tail:literal) => {
         concat!(
-            "SELECT s.id::text AS id, s.name, s.version, v.source, s.limits, s.route_method, s.route_path, s.cors_origins, s.created_at, s.updated_at ",
+            "SELECT s.id::text AS id, s.name, s.version, v.source, s.limits, s.route_method, s.route_path, s.cors_origins, s.concurrency, s.created_at, s.updated_at ",
             "FROM scripts s LEFT JOIN script_versions v ",
             "ON v.script_id = s.id AND v.version = s.version ",
             $tail
@@ -67,8 +67,8 @@ pub async fn create(pool: &PgPool, new: NewScript) -> Result<Script, StoreError>
     let pending = PendingVersion::first(new);
     let mut tx = pool.begin().await?;
     sqlx::query(
-        "INSERT INTO scripts (id, name, version, limits, created_at, updated_at, route_method, route_path, cors_origins) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO scripts (id, name, version, limits, created_at, updated_at, route_method, route_path, cors_origins, concurrency) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(pending.script.id.0)
     .bind(&pending.script.name)
@@ -79,6 +79,7 @@ pub async fn create(pool: &PgPool, new: NewScript) -> Result<Script, StoreError>
     .bind(pending.route_method())
     .bind(pending.route_path())
     .bind(&pending.cors_json)
+    .bind(pending.concurrency())
     .execute(&mut *tx)
     .await
     .map_err(|err| {
@@ -126,7 +127,7 @@ pub async fn get_version(
     version: u32,
 ) -> Result<Option<Script>, StoreError> {
     sqlx::query_as::<_, ScriptRow>(
-        "SELECT s.id::text AS id, s.name, v.version, v.source, v.limits, s.route_method, s.route_path, s.cors_origins, s.created_at, \
+        "SELECT s.id::text AS id, s.name, v.version, v.source, v.limits, s.route_method, s.route_path, s.cors_origins, s.concurrency, s.created_at, \
                 v.created_at AS updated_at \
          FROM script_versions v JOIN scripts s ON s.id = v.script_id \
          WHERE v.script_id = $1 AND v.version = $2",
@@ -163,7 +164,8 @@ pub async fn update(
     let pending = PendingVersion::next(current, change)?;
     sqlx::query(
         "UPDATE scripts SET version = $2, limits = $3, updated_at = $4, \
-         route_method = $5, route_path = $6, cors_origins = $7 WHERE id = $1",
+         route_method = $5, route_path = $6, cors_origins = $7, concurrency = $8 \
+         WHERE id = $1",
     )
     .bind(id.0)
     .bind(pending.version())
@@ -172,6 +174,7 @@ pub async fn update(
     .bind(pending.route_method())
     .bind(pending.route_path())
     .bind(&pending.cors_json)
+    .bind(pending.concurrency())
     .execute(&mut *tx)
     .await?;
     insert_version(&mut tx, &pending).await?;

@@ -27,6 +27,7 @@ pub(super) struct ScriptRow {
     pub route_method: Option<String>,
     pub route_path: Option<String>,
     pub cors_origins: String,
+    pub concurrency: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -53,6 +54,13 @@ impl ScriptRow {
             }),
             cors_origins: serde_json::from_str(&self.cors_origins)
                 .map_err(|err| StoreError::Corrupt(format!("script {id} CORS origins: {err}")))?,
+            concurrency: self
+                .concurrency
+                .map(u32::try_from)
+                .transpose()
+                .map_err(|_| {
+                    StoreError::Corrupt(format!("script {id} concurrency out of range"))
+                })?,
             created_at: timestamp(self.created_at)?,
             updated_at: timestamp(self.updated_at)?,
         })
@@ -103,6 +111,7 @@ impl PendingVersion {
                 limits: new.limits,
                 route: new.route,
                 cors_origins: new.cors_origins,
+                concurrency: new.concurrency,
                 created_at: timestamp_now(now),
                 updated_at: timestamp_now(now),
             },
@@ -124,6 +133,7 @@ impl PendingVersion {
                 limits: change.limits.unwrap_or(current.limits),
                 route: change.route.unwrap_or(current.route),
                 cors_origins: change.cors_origins.unwrap_or(current.cors_origins),
+                concurrency: change.concurrency.unwrap_or(current.concurrency),
                 updated_at,
                 ..current
             },
@@ -148,6 +158,10 @@ impl PendingVersion {
 
     pub fn route_path(&self) -> Option<&str> {
         self.script.route.as_ref().map(|r| r.path.as_str())
+    }
+
+    pub fn concurrency(&self) -> Option<i64> {
+        self.script.concurrency.map(i64::from)
     }
 
     pub fn restored_from(&self) -> Option<i64> {
@@ -214,6 +228,7 @@ mod tests {
             route_method: None,
             route_path: None,
             cors_origins: "[]".to_owned(),
+            concurrency: None,
             created_at: 1_700_000_000_000,
             updated_at: 1_700_000_000_123,
         }

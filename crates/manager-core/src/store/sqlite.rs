@@ -35,7 +35,7 @@ const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 macro_rules! current_script {
     ($tail:literal) => {
         concat!(
-            "SELECT s.id, s.name, s.version, v.source, s.limits, s.route_method, s.route_path, s.cors_origins, s.created_at, s.updated_at ",
+            "SELECT s.id, s.name, s.version, v.source, s.limits, s.route_method, s.route_path, s.cors_origins, s.concurrency, s.created_at, s.updated_at ",
             "FROM scripts s LEFT JOIN script_versions v ",
             "ON v.script_id = s.id AND v.version = s.version ",
             $tail
@@ -91,8 +91,8 @@ pub async fn create(pool: &SqlitePool, new: NewScript) -> Result<Script, StoreEr
     let pending = PendingVersion::first(new);
     let mut tx = pool.begin_with(BEGIN_WRITE).await?;
     sqlx::query(
-        "INSERT INTO scripts (id, name, version, limits, created_at, updated_at, route_method, route_path, cors_origins) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO scripts (id, name, version, limits, created_at, updated_at, route_method, route_path, cors_origins, concurrency) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )
     .bind(pending.script.id.to_string())
     .bind(&pending.script.name)
@@ -103,6 +103,7 @@ pub async fn create(pool: &SqlitePool, new: NewScript) -> Result<Script, StoreEr
     .bind(pending.route_method())
     .bind(pending.route_path())
     .bind(&pending.cors_json)
+    .bind(pending.concurrency())
     .execute(&mut *tx)
     .await
     .map_err(|err| {
@@ -150,7 +151,7 @@ pub async fn get_version(
     version: u32,
 ) -> Result<Option<Script>, StoreError> {
     sqlx::query_as::<_, ScriptRow>(
-        "SELECT s.id, s.name, v.version, v.source, v.limits, s.route_method, s.route_path, s.cors_origins, s.created_at, \
+        "SELECT s.id, s.name, v.version, v.source, v.limits, s.route_method, s.route_path, s.cors_origins, s.concurrency, s.created_at, \
                 v.created_at AS updated_at \
          FROM script_versions v JOIN scripts s ON s.id = v.script_id \
          WHERE v.script_id = ?1 AND v.version = ?2",
@@ -178,7 +179,8 @@ pub async fn update(
     let pending = PendingVersion::next(current, change)?;
     sqlx::query(
         "UPDATE scripts SET version = ?2, limits = ?3, updated_at = ?4, \
-         route_method = ?5, route_path = ?6, cors_origins = ?7 WHERE id = ?1",
+         route_method = ?5, route_path = ?6, cors_origins = ?7, concurrency = ?8 \
+         WHERE id = ?1",
     )
     .bind(id.to_string())
     .bind(pending.version())
@@ -187,6 +189,7 @@ pub async fn update(
     .bind(pending.route_method())
     .bind(pending.route_path())
     .bind(&pending.cors_json)
+    .bind(pending.concurrency())
     .execute(&mut *tx)
     .await?;
     insert_version(&mut tx, &pending).await?;
