@@ -1,7 +1,10 @@
 //! The admin API's OpenAPI document, and schemathesis run against a live
 //! server with it: no 5xx, and every answer matches the document.
 
-#![allow(clippy::unwrap_used, reason = "a test that cannot proceed should panic")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test that cannot proceed should panic"
+)]
 
 mod common;
 
@@ -12,8 +15,10 @@ use common::{Db, Server, TOKEN, workspace};
 use serde_json::Value;
 
 fn schemathesis() -> PathBuf {
-    let path = std::env::var_os("PICLOUD_SCHEMATHESIS")
-        .map_or_else(|| workspace().join("target/venv/bin/schemathesis"), PathBuf::from);
+    let path = std::env::var_os("PICLOUD_SCHEMATHESIS").map_or_else(
+        || workspace().join("target/venv/bin/schemathesis"),
+        PathBuf::from,
+    );
     assert!(
         path.exists(),
         "schemathesis is not installed at {}; scripts/test installs it (scripts/lib/ensure-schemathesis)",
@@ -27,7 +32,16 @@ async fn the_document_is_served_behind_the_token() {
     let server = Server::start(Db::Sqlite);
     let url = server.url("/api/admin/openapi.json");
     assert_eq!(server.client.get(&url).send().await.unwrap().status(), 401);
-    let doc: Value = server.client.get(&url).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
+    let doc: Value = server
+        .client
+        .get(&url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(doc["paths"]["/api/admin/scripts"]["post"].is_object());
 }
 
@@ -51,6 +65,10 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "schemathesis failed:\n{report}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "schemathesis failed:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(report.contains("passed"), "{report}");
 }

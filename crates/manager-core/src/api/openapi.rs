@@ -72,7 +72,10 @@ mod tests {
     #[test]
     fn document_lists_every_admin_route() {
         let doc: serde_json::Value = serde_json::from_str(json()).unwrap();
-        assert_eq!(doc["openapi"].as_str().map(|v| v.starts_with('3')), Some(true));
+        assert_eq!(
+            doc["openapi"].as_str().map(|v| v.starts_with('3')),
+            Some(true)
+        );
         let paths = doc["paths"].as_object().unwrap();
         for p in [
             "/api/admin/scripts",
@@ -87,7 +90,10 @@ mod tests {
             "/api/admin/pool",
             "/api/admin/sandbox",
         ] {
-            assert!(paths.contains_key(p), "{p} is missing from the OpenAPI document");
+            assert!(
+                paths.contains_key(p),
+                "{p} is missing from the OpenAPI document"
+            );
         }
         assert!(doc["components"]["securitySchemes"]["admin_token"].is_object());
         assert!(doc["components"]["schemas"]["ScriptView"].is_object());

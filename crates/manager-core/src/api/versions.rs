@@ -20,16 +20,14 @@ use super::scripts::{ScriptView, find};
 use crate::store::{ScriptChange, VersionInfo, content_hash};
 
 /// `GET .../versions`.
-#[derive(utoipa::ToSchema)]
-#[derive(Debug, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Serialize)]
 pub struct History {
     pub current: u32,
     pub versions: Vec<VersionInfo>,
 }
 
 /// `GET .../versions/{n}`.
-#[derive(utoipa::ToSchema)]
-#[derive(Debug, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Serialize)]
 pub struct VersionView {
     pub version: u32,
     pub source: String,
@@ -39,8 +37,7 @@ pub struct VersionView {
 }
 
 /// `POST .../rollback`.
-#[derive(utoipa::ToSchema)]
-#[derive(Debug, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rollback {
     pub version: u32,
