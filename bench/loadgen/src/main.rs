@@ -78,7 +78,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let start = Instant::now();
     for i in 0..total {
-        let due = start + period * u32::try_from(i % u64::from(args.rate)).unwrap_or(0)
+        let due = start
+            + period * u32::try_from(i % u64::from(args.rate)).unwrap_or(0)
             + Duration::from_secs(i / u64::from(args.rate));
         tokio::time::sleep_until(due.into()).await;
         max_lateness = max_lateness.max(Instant::now().saturating_duration_since(due));
