@@ -323,6 +323,10 @@ on_both_backends! {
         assert_eq!(records.drops(a), Drops::default());
         // A second shutdown is harmless.
         assert_eq!(records.shutdown().await.lost, 0);
+        // A straggler after the final flush cannot be written: it is counted, not kept.
+        sink.record(record(a, Utc::now(), Outcome::Ok));
+        assert_eq!(records.drops(a).records_dropped, 1);
+        assert_eq!(records.pending(), 0);
     }
 
     async fn records_that_cannot_be_written_by_the_deadline_are_counted_lost(db: TestDb) {

@@ -108,6 +108,8 @@ struct Shared {
     wake: Notify,
     /// Set once shutdown began: the writer drains and exits.
     closing: AtomicBool,
+    /// Set once the writer is gone: a record arriving now can only be counted.
+    finished: AtomicBool,
     written: std::sync::atomic::AtomicU64,
     /// What the batch being written was charged (to count it if abandoned).
     in_flight: Mutex<Vec<buffer::Charge>>,
@@ -169,6 +171,7 @@ impl Records {
             )),
             wake: Notify::new(),
             closing: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
             written: std::sync::atomic::AtomicU64::new(0),
             in_flight: Mutex::new(Vec::new()),
             stream: broadcast::channel(STREAM_CAPACITY).0,
@@ -261,6 +264,12 @@ impl Records {
             let _ = writer.await;
             self.abandon_buffered()
         };
+        {
+            let _buffer = self.shared.buffer();
+            self.shared.finished.store(true, Ordering::SeqCst);
+        }
+        // A record admitted after the writer's last look has no writer left.
+        let lost = lost + self.abandon_buffered();
         let _ = tasks.retention.await;
         let report = FlushReport {
             written: self.written(),
@@ -294,17 +303,31 @@ pub struct RecordSink {
 
 impl InvocationSink for RecordSink {
     fn record(&self, mut record: InvocationRecord) {
-        cap_fields(&mut record);
         let script_id = record.script_id;
-        let admission = self.shared.buffer().admit(record);
+        cap_fields(&mut record);
+        let admission = {
+            let mut buffer = self.shared.buffer();
+            // Checked under the lock `shutdown` sets it under: nothing slips between.
+            if self.shared.finished.load(Ordering::SeqCst) {
+                buffer.count_dropped(script_id, 1);
+                None
+            } else {
+                Some(buffer.admit(record))
+            }
+        };
         match admission {
-            Admission::Kept => {}
-            Admission::Shed { lines } => {
+            Some(Admission::Kept) => {}
+            Some(Admission::Shed { lines }) => {
                 metrics::counter!(metric::SHED_LINES, "script" => self.shared.label(script_id))
                     .increment(u64::from(lines));
             }
-            Admission::Dropped => {
-                tracing::warn!(script = %script_id, "record buffer full: invocation record dropped");
+            Some(Admission::Dropped) | None => {
+                let reason = if admission.is_none() {
+                    "arrived after the final flush"
+                } else {
+                    "record buffer full"
+                };
+                tracing::warn!(script = %script_id, reason, "invocation record dropped");
                 metrics::counter!(metric::DROPPED, "script" => self.shared.label(script_id))
                     .increment(1);
                 return;
