@@ -18,6 +18,18 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+/// The error answers every admin operation documents: any 4xx or 5xx, with
+/// an [`ErrorBody`].
+#[derive(utoipa::IntoResponses)]
+pub enum ErrorResponses {
+    /// Refused; see `error` and `message`.
+    #[response(status = "4XX")]
+    Refused(#[to_schema] ErrorBody),
+    /// Unavailable or failed; see `error` and `message`.
+    #[response(status = "5XX")]
+    Failed(#[to_schema] ErrorBody),
+}
+
 /// Everything an admin request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

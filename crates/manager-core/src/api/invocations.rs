@@ -24,7 +24,7 @@ use serde_json::Value;
 use shared::{InvocationId, InvocationRecord};
 
 use super::AdminState;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorResponses};
 use super::scripts::find;
 use crate::records::stats::{ScriptStats, parse_window, summarize};
 use crate::records::{Drops, StreamItem};
@@ -43,8 +43,7 @@ const MAX_SAMPLES: u32 = 100_000;
 type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
 
 /// `GET .../invocations`.
-#[derive(Debug, Serialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page {
     /// Records without their log lines, newest first.
     #[schema(value_type = Vec<Object>)]
@@ -108,8 +107,7 @@ fn listed_view(item: &ListedInvocation) -> Result<Value, ApiError> {
     ),
     responses(
         (status = 200, description = "One page of records, newest first", body = Page),
-        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
-        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+        ErrorResponses,
     ),
     security(("admin_token" = []))
 )]
@@ -160,8 +158,7 @@ pub async fn list(
     params(("id" = String, Path, description = "Invocation id (UUID)")),
     responses(
         (status = 200, description = "The record with its log lines", body = shared::InvocationRecord),
-        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
-        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+        ErrorResponses,
     ),
     security(("admin_token" = []))
 )]
@@ -193,8 +190,7 @@ pub async fn get(
     ),
     responses(
         (status = 200, description = "Counts, error rate, percentiles and a time series", body = Object),
-        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
-        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+        ErrorResponses,
     ),
     security(("admin_token" = []))
 )]
@@ -229,8 +225,7 @@ pub async fn stats(
     params(("id" = String, Path, description = "Script id (UUID) or name")),
     responses(
         (status = 200, description = "Server-sent events, one `data:` record per new invocation", content_type = "text/event-stream", body = String),
-        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
-        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+        ErrorResponses,
     ),
     security(("admin_token" = []))
 )]

@@ -22,7 +22,7 @@ use shared::{CatalogUpdates, ExecutorClient, ExecutorStatus, LimitsConfig};
 
 use crate::store::ScriptRepository;
 pub use auth::{AdminToken, AuthGuard, TokenSource};
-pub use error::{ApiError, ErrorBody};
+pub use error::{ApiError, ErrorBody, ErrorResponses};
 
 /// What the admin handlers work with.
 pub struct AdminState {
@@ -85,8 +85,7 @@ pub fn router(state: Arc<AdminState>, guard: Arc<AuthGuard>) -> Router {
     get, path = "/api/admin/pool", tag = "system",
     responses(
         (status = 200, description = "Workers, queue and recycling counters", body = ExecutorStatus),
-        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
-        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+        ErrorResponses,
     ),
     security(("admin_token" = []))
 )]
@@ -99,8 +98,7 @@ pub async fn pool_status(State(state): State<Arc<AdminState>>) -> Json<ExecutorS
     get, path = "/api/admin/sandbox", tag = "system",
     responses(
         (status = 200, description = "Each confinement layer's status and the kernel's support", body = Object),
-        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
-        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+        ErrorResponses,
     ),
     security(("admin_token" = []))
 )]

@@ -17,7 +17,7 @@ use shared::{LimitOverrides, Limits, Script, ScriptId};
 
 use super::AdminState;
 use super::body::JsonBody;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorResponses};
 use crate::store::{NewScript, ScriptChange};
 
 /// `POST /api/admin/scripts`.
@@ -261,8 +261,7 @@ fn validate_origins(origins: Vec<String>) -> Result<Vec<String>, ApiError> {
     request_body = CreateScript,
     responses(
         (status = 201, description = "Created (compiled first; a compile error is 422 with line and column)", body = ScriptView),
-        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
-        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+        ErrorResponses,
     ),
     security(("admin_token" = []))
 )]
@@ -304,8 +303,7 @@ pub async fn create(
     get, path = "/api/admin/scripts", tag = "scripts",
     responses(
         (status = 200, description = "Every script, without source", body = [ScriptView]),
-        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
-        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+        ErrorResponses,
     ),
     security(("admin_token" = []))
 )]
@@ -324,8 +322,7 @@ pub async fn list(State(state): State<Arc<AdminState>>) -> Result<Json<Vec<Scrip
     params(("id" = String, Path, description = "Script id (UUID) or name")),
     responses(
         (status = 200, description = "The script with its source", body = ScriptView),
-        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
-        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+        ErrorResponses,
     ),
     security(("admin_token" = []))
 )]
@@ -343,8 +340,7 @@ pub async fn get(
     request_body = UpdateScript,
     responses(
         (status = 200, description = "Saved as a new version", body = ScriptView),
-        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
-        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+        ErrorResponses,
     ),
     security(("admin_token" = []))
 )]
@@ -403,8 +399,7 @@ pub async fn update(
     params(("id" = String, Path, description = "Script id (UUID) or name")),
     responses(
         (status = 204, description = "Deleted with its route; records stay until retention removes them"),
-        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
-        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+        ErrorResponses,
     ),
     security(("admin_token" = []))
 )]

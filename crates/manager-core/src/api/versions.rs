@@ -15,7 +15,7 @@ use shared::LimitOverrides;
 
 use super::AdminState;
 use super::body::JsonBody;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorResponses};
 use super::scripts::{ScriptView, find};
 use crate::store::{ScriptChange, VersionInfo, content_hash};
 
@@ -48,8 +48,7 @@ pub struct Rollback {
     params(("id" = String, Path, description = "Script id (UUID) or name")),
     responses(
         (status = 200, description = "Every version, oldest first", body = History),
-        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
-        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+        ErrorResponses,
     ),
     security(("admin_token" = []))
 )]
@@ -73,8 +72,7 @@ pub async fn list(
     ),
     responses(
         (status = 200, description = "One version as it was saved", body = VersionView),
-        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
-        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+        ErrorResponses,
     ),
     security(("admin_token" = []))
 )]
@@ -102,8 +100,7 @@ pub async fn get(
     request_body = Rollback,
     responses(
         (status = 200, description = "The old content saved as a new version", body = super::scripts::ScriptView),
-        (status = "4XX", description = "Refused; see `error` and `message`", body = ErrorBody),
-        (status = "5XX", description = "Unavailable or failed; see `error` and `message`", body = ErrorBody),
+        ErrorResponses,
     ),
     security(("admin_token" = []))
 )]
