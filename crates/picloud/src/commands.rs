@@ -325,7 +325,15 @@ pub async fn logs(conn: &Connection, name: &str, follow: bool, limit: u32) -> an
         .cloned()
         .unwrap_or_default();
     records.reverse(); // oldest first, like a log
-    for r in &records {
+    for r in &mut records {
+        // Listings carry a count of log lines; the lines come with the record itself.
+        if r["log_lines"].as_u64().unwrap_or(0) > 0
+            && let Some(id) = r["id"].as_str()
+        {
+            *r = client
+                .json(client.admin(Method::GET, &format!("/invocations/{id}"))?)
+                .await?;
+        }
         print_record(conn.json, r)?;
     }
     if !follow {

@@ -227,3 +227,67 @@ async fn reset_token_invalidates_the_old_one_on_a_running_server() {
     assert!(switched, "the new token never worked");
     assert_eq!(list(&old).await.unwrap().status(), 401);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_prints_records_and_follows_new_ones() {
+    use std::io::{BufRead as _, BufReader};
+
+    let server = Server::start(Db::Sqlite);
+    ok(&picloud(&server, &["deploy", "examples/invoice-paid.rhai"]));
+    let payload = workspace().join("tests/fixtures/payloads/payment-succeeded-event.json");
+    let invoke = || {
+        ok(&picloud(
+            &server,
+            &[
+                "invoke",
+                "invoice-paid",
+                "--data",
+                &format!("@{}", payload.display()),
+                "-H",
+                "content-type: application/json",
+            ],
+        ))
+    };
+    invoke();
+    // Records are written in batches off the request path: poll briefly.
+    let mut printed = String::new();
+    for _ in 0..50 {
+        printed = ok(&picloud(&server, &["logs", "invoice-paid"]));
+        if printed.contains("paid by cus_R2d2C3po") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(printed.contains(" 200 ok "), "{printed}");
+    assert!(
+        printed.contains("invoice in_0Q3xT6pLr9cc22dd paid by cus_R2d2C3po"),
+        "{printed}"
+    );
+
+    // --follow prints a record made after it started.
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_picloud"))
+        .args(["logs", "invoice-paid", "--follow", "--json", "--limit", "1"])
+        .env_clear()
+        .env("PICLOUD_URL", &server.base)
+        .env("PICLOUD_ADMIN_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    invoke();
+    let next: Value =
+        serde_json::from_str(&rx.recv_timeout(std::time::Duration::from_secs(15)).unwrap())
+            .unwrap();
+    assert_ne!(next["id"], first["id"]);
+    assert_eq!(next["outcome"], "ok");
+    let _ = follower.kill();
+    let _ = follower.wait();
+}
