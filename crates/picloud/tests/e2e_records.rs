@@ -107,6 +107,13 @@ async fn nothing_is_lost_across_a_graceful_restart(db: Db) {
         .collect();
     assert_eq!(ids.len(), 500);
 
+    // A live stream is open at SIGTERM: it must not hold the shutdown open.
+    let stream = server
+        .admin(Method::GET, "/api/admin/scripts/hello/invocations/stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
     // One invocation is still running when SIGTERM arrives: it finishes.
     let in_flight = tokio::spawn(server.client.get(server.execute(&slow)).send());
     tokio::time::sleep(Duration::from_millis(250)).await;
@@ -118,7 +125,13 @@ async fn nothing_is_lost_across_a_graceful_restart(db: Db) {
         .unwrap()
         .to_owned();
     assert_eq!(response.text().await.unwrap(), "done");
-    assert!(stopped.await.unwrap().success(), "a graceful stop exits 0");
+    assert!(
+        stopped.await.unwrap().success(),
+        "a graceful stop exits 0, within 10 s"
+    );
+    // The stream ended with the server.
+    let rest = tokio::time::timeout(Duration::from_secs(10), stream.bytes()).await;
+    assert!(rest.is_ok(), "the live stream closed at shutdown");
 
     let server = Server::start_with(options());
     let records = all_records(&server, "hello", "").await;
