@@ -34,6 +34,8 @@ fn is_platform_owned(name: &HeaderName) -> bool {
             "content-security-policy"
                 | "content-security-policy-report-only"
                 | "x-content-type-options"
+                // Framing is the platform's decision, not a script's.
+                | "x-frame-options"
                 | "content-length"
                 | "transfer-encoding"
                 | "connection"
@@ -104,6 +106,13 @@ fn script_response(r: ScriptResponse) -> Result<Response, String> {
             .map_err(|_| "invalid response header name".to_owned())?;
         let value = HeaderValue::from_str(value)
             .map_err(|_| format!("invalid value for response header `{name}`"))?;
+        if name == header::SET_COOKIE && !cookie_stays_with_scripts(value.as_bytes()) {
+            return Err(
+                "a script may set cookies only for its own paths (/exec/ or /api/execute/) \
+                 and without a Domain attribute"
+                    .to_owned(),
+            );
+        }
         if !is_platform_owned(&name) {
             headers.append(name, value);
         }
@@ -116,6 +125,26 @@ fn script_response(r: ScriptResponse) -> Result<Response, String> {
     let mut response = (status, body).into_response();
     *response.headers_mut() = headers;
     Ok(response)
+}
+
+/// A script's cookie must not reach the dashboard: no `Domain` (which could
+/// widen it to other hosts) and, when a `Path` is given, one under the data
+/// plane. Without a `Path` the browser scopes it to the script's own path.
+fn cookie_stays_with_scripts(value: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(value);
+    text.split(';').skip(1).all(|attr| {
+        let (key, val) = attr.split_once('=').unwrap_or((attr, ""));
+        let key = key.trim();
+        if key.eq_ignore_ascii_case("domain") {
+            return false;
+        }
+        if key.eq_ignore_ascii_case("path") {
+            let path = val.trim();
+            return (path.starts_with("/exec/") || path.starts_with("/api/execute/"))
+                && !path.contains("..");
+        }
+        true
+    })
 }
 
 fn invalid_status(status: u16) -> String {
@@ -201,6 +230,34 @@ mod tests {
             assert_eq!(status, 500);
             assert_eq!(out.outcome, Outcome::ScriptError);
         }
+    }
+
+    #[test]
+    fn cookies_stay_on_the_data_plane() {
+        for ok_cookie in [
+            "a=1",
+            "a=1; HttpOnly; Secure",
+            "a=1; Path=/exec/app",
+            "a=1; path=/api/execute/x",
+        ] {
+            let mut out = ok(200, &[("set-cookie", ok_cookie)]);
+            let (r, status) = respond(InvocationId::new(), &mut out, false);
+            assert_eq!(status, 200, "{ok_cookie}");
+            assert_eq!(r.headers()["set-cookie"], ok_cookie);
+        }
+        for bad in [
+            "a=1; Path=/",
+            "a=1; Path=/api/admin",
+            "a=1; Domain=example.test",
+            "a=1; Path=/exec/../",
+        ] {
+            let mut out = ok(200, &[("set-cookie", bad)]);
+            let (_, status) = respond(InvocationId::new(), &mut out, false);
+            assert_eq!(status, 500, "{bad}");
+        }
+        let mut out = ok(200, &[("x-frame-options", "ALLOWALL")]);
+        let (r, _) = respond(InvocationId::new(), &mut out, false);
+        assert!(!r.headers().contains_key("x-frame-options"));
     }
 
     #[test]
