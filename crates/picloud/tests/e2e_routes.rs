@@ -327,25 +327,41 @@ async fn deleting_a_script_removes_its_route_at_once() {
     )
     .await;
     assert_eq!(s, 201);
-    assert_eq!(
-        server
-            .client
-            .get(server.url("/exec/gone"))
+    let r = server
+        .client
+        .get(server.url("/exec/gone"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let invocation = r.headers()["x-picloud-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let r = server
+        .admin(Method::DELETE, "/api/admin/scripts/gone")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    // Its records stay until retention removes them (written in batches: poll).
+    let record = format!("/api/admin/invocations/{invocation}");
+    let mut kept = false;
+    for _ in 0..50 {
+        if server
+            .admin(Method::GET, &record)
             .send()
             .await
             .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        server
-            .admin(Method::DELETE, "/api/admin/scripts/gone")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+            .status()
+            == 200
+        {
+            kept = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(kept, "the record of a deleted script's invocation is gone");
     assert_eq!(
         server
             .client
