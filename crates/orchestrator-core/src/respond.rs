@@ -97,7 +97,8 @@ pub fn platform_headers(headers: &mut HeaderMap, id: InvocationId) {
 
 fn script_response(r: ScriptResponse) -> Result<Response, String> {
     let status = match r.status {
-        100..=599 => StatusCode::from_u16(r.status).map_err(|_| invalid_status(r.status))?,
+        // An informational status cannot be a final response.
+        200..=599 => StatusCode::from_u16(r.status).map_err(|_| invalid_status(r.status))?,
         other => return Err(invalid_status(other)),
     };
     let mut headers = HeaderMap::with_capacity(r.headers.len() + 4);
@@ -117,7 +118,7 @@ fn script_response(r: ScriptResponse) -> Result<Response, String> {
             headers.append(name, value);
         }
     }
-    let body = if matches!(status.as_u16(), 204 | 304) || status.is_informational() {
+    let body = if matches!(status.as_u16(), 204 | 304) {
         Body::empty()
     } else {
         Body::from(r.body)
@@ -148,7 +149,7 @@ fn cookie_stays_with_scripts(value: &[u8]) -> bool {
 }
 
 fn invalid_status(status: u16) -> String {
-    format!("invalid response status {status}: must be 100 to 599")
+    format!("invalid response status {status}: must be 200 to 599")
 }
 
 fn error_response(output: &InvocationOutput) -> Response {
@@ -222,6 +223,8 @@ mod tests {
         for bad in [
             ok(65_535, &[]),
             ok(99, &[]),
+            ok(100, &[]),
+            ok(101, &[]),
             ok(200, &[("x-split", "a\r\nb")]),
             ok(200, &[("bad name", "v")]),
         ] {
