@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Turns one run of bench/pool/run into tables: printed, saved as raw JSON,
+and (with --docs) written between the markers of the "Executor pool"
+section of docs/performance.md. Everything outside the markers, other
+sections included, is kept as it is."""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+
+BEGIN = "<!-- bench/pool/run: begin (generated, do not edit by hand) -->"
+END = "<!-- bench/pool/run: end -->"
+SECTION = "## Executor pool"
+BASELINE = "in-process"
+NAMES = {
+    "in-process": "in-process baseline (axum + cached AST)",
+    "orchestrator-in-process": "PiCloud orchestrator + in-process executor",
+    "shared": "PiCloud shared-worker (records on)",
+    "shared-no-records": "PiCloud shared-worker (records off)",
+    "per-invocation": "PiCloud per-invocation (records on)",
+    "fork-exec": "fork+exec per request",
+}
+
+
+def git(*args):
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine():
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} vCPU ({model}), {mem_gib:.0f} GiB, Linux {platform.release()}"
+
+
+def fmt_ratio(x):
+    return "—" if x is None else f"{x:.2f}×"
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--points", required=True)
+    p.add_argument("--probes", required=True)
+    p.add_argument("--workers", type=int, required=True)
+    p.add_argument("--duration", type=int, required=True)
+    p.add_argument("--load-start", default="")
+    p.add_argument("--load-end", default="")
+    p.add_argument("--raw")
+    p.add_argument("--docs")
+    a = p.parse_args()
+    points = [json.loads(l) for l in open(a.points) if l.strip()]
+    probes = [json.loads(l) for l in open(a.probes) if l.strip()]
+    meta = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": git("rev-parse", "--short", "HEAD") + (" (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else ""),
+        "machine": machine(),
+        "workers": a.workers,
+        "duration_s": a.duration,
+        "load_start": a.load_start,
+        "load_end": a.load_end,
+    }
+    if a.raw:
+        with open(a.raw, "w") as f:
+            json.dump({"meta": meta, "points": points, "probes": probes}, f, indent=1)
+            f.write("\n")
+    text = render(meta, points, probes)
+    print(text)
+    if a.docs:
+        write_docs(a.docs, text)
+
+
+def render(meta, points, probes):
+    by = {(p["target"], p["workload"], p["connections"]): p for p in points}
+    out = []
+    out.append(f"Measured {meta['date']} at commit `{meta['commit']}` with `bench/pool/run` "
+               f"({meta['duration_s']} s per point after a 1 s warm-up).\n")
+    out.append(f"- Machine: {meta['machine']}. Load average {meta['load_start']} at the start, "
+               f"{meta['load_end']} at the end (1/5/15 min): the machine is shared with other "
+               "builds, so compare ratios within this run, not absolute numbers across runs.")
+    out.append("- CPU placement: nothing pinned. wrk (one thread) and the target share both vCPUs; "
+               "the scheduler places the server, the zygote and the workers. The probe below is run "
+               "twice, unpinned and with every process on CPU 0.")
+    out.append(f"- Every target has {meta['workers']} script threads or workers, and "
+               f"`PICLOUD_SCRIPT_CONCURRENCY={meta['workers']}` so one script may use all of them. "
+               "Loopback only; closed loop (each connection sends its next request when the "
+               "previous one is answered).\n")
+
+    out.append("| workload | conns | target | req/s | × baseline | p50 µs | p99 µs | p99 × baseline | errors | target CPU | wrk CPU |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for workload in dict.fromkeys(p["workload"] for p in points):
+        for c in sorted({p["connections"] for p in points if p["workload"] == workload}):
+            base = by.get((BASELINE, workload, c))
+            for target in dict.fromkeys(p["target"] for p in points):
+                r = by.get((target, workload, c))
+                if not r:
+                    continue
+                tput = r["rps"] / base["rps"] if base and base["rps"] else None
+                p99 = r["p99_us"] / base["p99_us"] if base and base["p99_us"] else None
+                cpu = lambda s: f"{100 * s / r['wall_s']:.0f} %"
+                out.append(f"| {workload} | {c} | {NAMES.get(target, target)} | {r['rps']:.0f} | {fmt_ratio(tput)} | "
+                           f"{r['p50_us']} | {r['p99_us']} | {fmt_ratio(p99)} | {r['errors']} | "
+                           f"{cpu(r['target_cpu_s'])} | {cpu(r['loadgen_cpu_s'])} |")
+    out.append("\nCPU is the share of one vCPU over the point's wall time (200 % is the whole machine): "
+               "the target's whole process tree (server, zygote, workers, CGI children) and wrk.\n")
+
+    rest = {}
+    for p in points:
+        rest.setdefault(p["target"], p.get("at_rest"))
+    loaded = {p["target"]: p["under_load"] for p in points if p["connections"] == max(q["connections"] for q in points)
+              and p["workload"] == points[0]["workload"]}
+    out.append("| target | processes at rest | RSS at rest | PSS at rest | PSS under load (first workload, most connections) |")
+    out.append("|---|---|---|---|---|")
+    for target, r in rest.items():
+        if not r:
+            continue
+        u = loaded.get(target)
+        out.append(f"| {NAMES.get(target, target)} | {r['processes']} | {r['rss_kib'] / 1024:.1f} MiB | "
+                   f"{r['pss_kib'] / 1024:.1f} MiB | {u['pss_kib'] / 1024:.1f} MiB ({u['processes']} processes) |"
+                   if u else f"| {NAMES.get(target, target)} | {r['processes']} | {r['rss_kib'] / 1024:.1f} MiB | {r['pss_kib'] / 1024:.1f} MiB | — |")
+    out.append("")
+
+    if probes:
+        out.append("Pool probe (`picloud-bench probe`: the real pool, confined workers, in one process "
+                   "that hosts the zygote like `picloud` does):\n")
+        out.append("| measure | " + " | ".join(p["placement"] for p in probes) + " |")
+        out.append("|---|" + "---|" * len(probes))
+        rows = [
+            ("fork-to-ready p50 / p99 (spawn request → worker's Hello)",
+             lambda p: f"{p['fork_to_ready_us']['spawn']['p50']} / {p['fork_to_ready_us']['spawn']['p99']} µs"),
+            ("invocation on a never-used worker (per-invocation, compile included) p50 / p99",
+             lambda p: f"{p['fork_to_ready_us']['invoke_on_fresh_worker']['p50']} / {p['fork_to_ready_us']['invoke_on_fresh_worker']['p99']} µs"),
+            ("tiny script through the pool p50 / p99",
+             lambda p: f"{p['ipc']['pool_invoke_us']['p50']} / {p['ipc']['pool_invoke_us']['p99']} µs"),
+            ("… its run inside the worker p50",
+             lambda p: f"{p['ipc']['worker_wall_us']['p50']} µs"),
+            ("IPC round trip p50 (pool minus the run in the worker)",
+             lambda p: f"{p['ipc']['round_trip_p50_us']} µs"),
+            ("tiny script on the in-process executor (thread hand-off) p50 / p99",
+             lambda p: f"{p['ipc']['in_process_invoke_us']['p50']} / {p['ipc']['in_process_invoke_us']['p99']} µs"),
+            ("tiny script run directly on the calling thread p50",
+             lambda p: f"{p['ipc']['direct_run_us']['p50']} µs"),
+            ("pool overhead over the in-process executor p50 / p99",
+             lambda p: f"{p['ipc']['overhead_vs_in_process_p50_us']} / {p['ipc']['overhead_vs_in_process_p99_us']} µs"),
+            ("idle never-used worker RSS / PSS / private",
+             lambda p: mem(p["memory"]["fresh_idle"])),
+            (f"idle worker after {probes[0]['memory']['after_invocations']} hello invocations RSS / PSS / private",
+             lambda p: mem(p["memory"]["used_idle"])),
+            ("zygote RSS / PSS / private", lambda p: mem(p["memory"]["zygote"])),
+        ]
+        for label, f in rows:
+            out.append(f"| {label} | " + " | ".join(f(p) for p in probes) + " |")
+        out.append("")
+
+    out.append("Issue #3's targets, from this run:\n")
+    out.append("| target | measured | met |")
+    out.append("|---|---|---|")
+    for label, value, met in targets(by, probes):
+        out.append(f"| {label} | {value} | {'yes' if met else '**no**' if met is not None else 'not measured'} |")
+    return "\n".join(out) + "\n"
+
+
+def mem(m):
+    return f"{m['rss_kib']} / {m['pss_kib']} / {m['private_kib']} KiB"
+
+
+def targets(by, probes):
+    def ratio(target, base, workload, c, key="rps"):
+        t, b = by.get((target, workload, c)), by.get((base, workload, c))
+        if not t or not b or not b[key]:
+            return None
+        return t[key] / b[key]
+
+    rows = []
+    r = ratio("shared", BASELINE, "hello", 16)
+    rows.append(("shared hello throughput at 16 ≥ 50 % of the baseline", fmt_ratio(r), None if r is None else r >= 0.5))
+    r = ratio("shared", BASELINE, "hello", 16, "p99_us")
+    rows.append(("shared hello p99 at 16 ≤ 2 × the baseline's", fmt_ratio(r), None if r is None else r <= 2.0))
+    for c in (1, 16, 64):
+        r = ratio("shared", BASELINE, "cpu", c)
+        if r is not None:
+            rows.append((f"shared cpu throughput at {c} ≥ 85 % of the baseline", fmt_ratio(r), r >= 0.85))
+    for c in (1, 16, 64):
+        r = ratio("per-invocation", "fork-exec", "hello", c)
+        if r is not None:
+            rows.append((f"per-invocation hello throughput at {c} ≥ 3 × fork+exec", fmt_ratio(r), r >= 3.0))
+    for p in probes:
+        v = p["fork_to_ready_us"]["spawn"]["p50"]
+        rows.append((f"fork-to-ready p50 < 1 ms ({p['placement']})", f"{v} µs", v < 1000))
+        v = p["memory"]["fresh_idle"]["pss_kib"]
+        rows.append((f"idle worker PSS < 1 MiB ({p['placement']})", f"{v} KiB", v < 1024))
+    return rows
+
+
+def write_docs(path, generated):
+    block = f"{BEGIN}\n{generated}{END}\n"
+    try:
+        with open(path) as f:
+            doc = f.read()
+    except FileNotFoundError:
+        doc = "# Performance\n"
+    if BEGIN in doc and END in doc:
+        start, end = doc.index(BEGIN), doc.index(END) + len(END)
+        doc = doc[:start] + block.rstrip("\n") + doc[end:]
+    elif re.search(rf"^{re.escape(SECTION)}\s*$", doc, re.M):
+        m = re.search(rf"^{re.escape(SECTION)}\s*$\n?", doc, re.M)
+        doc = doc[:m.end()] + "\n" + block + doc[m.end():]
+    else:
+        doc = doc.rstrip("\n") + f"\n\n{SECTION}\n\n{block}"
+    with open(path, "w") as f:
+        f.write(doc)
+
+
+if __name__ == "__main__":
+    main()
