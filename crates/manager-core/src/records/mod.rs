@@ -64,7 +64,7 @@ pub struct RecordsConfig {
     /// Memory for records waiting to be written: half for stats rows, half
     /// for log lines.
     pub buffer_bytes: usize,
-    /// Most records per insert.
+    /// Most records per insert (batches are powers of two up to this).
     pub batch_rows: usize,
     /// How long the writer waits for a batch to fill before writing what it has.
     pub linger: Duration,
@@ -82,7 +82,7 @@ impl Default for RecordsConfig {
     fn default() -> Self {
         Self {
             buffer_bytes: 64 * 1024 * 1024,
-            batch_rows: 500,
+            batch_rows: 512,
             linger: Duration::from_millis(50),
             keep_per_script: 10_000,
             keep_for: Duration::from_hours(7 * 24),

@@ -8,6 +8,11 @@
 //! buffer is full). A batch the database refuses for another reason is
 //! retried row by row, so one bad row costs only itself. Once shutdown
 //! began the writer drains everything queued, then returns.
+//!
+//! Batches hold a power of two of records (the rest waits for the next
+//! round), so the databases see a handful of distinct insert statements and
+//! reuse their prepared forms instead of parsing thousands of placeholders
+//! for every batch.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -46,7 +51,8 @@ pub(super) async fn run(
         }
         let records = {
             let mut buffer = shared.buffer();
-            let batch = buffer.take(batch_rows);
+            let size = batch_size(buffer.queued(), batch_rows);
+            let batch = buffer.take(size);
             let mut in_flight = shared.in_flight();
             in_flight.clear();
             in_flight.extend(batch.iter().map(|p| p.charge));
@@ -72,6 +78,12 @@ pub(super) async fn run(
             }
         }
     }
+}
+
+/// The largest power of two not above `queued` or `max` (and at least 1).
+fn batch_size(queued: usize, max: usize) -> usize {
+    let n = queued.min(max).max(1);
+    1 << n.ilog2()
 }
 
 /// Writes a batch and returns the records that reached the database.
@@ -138,4 +150,19 @@ async fn write_one_by_one(
 )]
 fn as_f64(n: usize) -> f64 {
     n as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch_size;
+
+    #[test]
+    fn batches_are_powers_of_two_within_the_maximum() {
+        assert_eq!(batch_size(0, 512), 1);
+        assert_eq!(batch_size(1, 512), 1);
+        assert_eq!(batch_size(250, 512), 128);
+        assert_eq!(batch_size(512, 512), 512);
+        assert_eq!(batch_size(100_000, 512), 512);
+        assert_eq!(batch_size(100_000, 500), 256);
+    }
 }
