@@ -563,3 +563,31 @@ async fn a_flooding_script_cannot_push_out_another_scripts_records() {
     assert_eq!(stats["records"]["log_lines_shed"], shed);
     assert_eq!(stats["records"]["records_dropped"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trusted_proxy_names_the_client_in_the_record() {
+    let server = Server::start_with(Options {
+        env: vec![("PICLOUD_TRUSTED_PROXIES".into(), "127.0.0.1".into())],
+        ..Options::default()
+    });
+    let id = server.deploy("proxied", "1").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = server
+        .client
+        .get(server.execute(&id))
+        .header("x-forwarded-for", "6.6.6.6, 198.51.100.23")
+        .send()
+        .await
+        .unwrap();
+    let invocation = r.headers()["x-picloud-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let records = wait_for_records(&server, &id, 1).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["id"], invocation.as_str());
+    // The right-most address the trusted peer forwarded, not what the client claimed before it.
+    assert_eq!(records[0]["client_addr"], "198.51.100.23");
+}

@@ -27,7 +27,8 @@ use super::AdminState;
 use super::error::{ApiError, ErrorResponses};
 use super::scripts::find;
 use crate::records::stats::{ScriptStats, parse_window, summarize};
-use crate::records::{Drops, StreamItem};
+use crate::records::{Drops, StreamItem, metric};
+use crate::store::StoreError;
 use crate::store::invocations::{
     InvocationCursor, InvocationQuery, ListedInvocation, OutcomeFilter,
 };
@@ -60,6 +61,12 @@ pub struct StatsView {
     pub stats: ScriptStats,
     /// What the record pipeline shed or dropped for this script since the server started.
     pub records: Drops,
+}
+
+/// A failed read, counted in `picloud_database_errors_total` and turned into the API's error.
+fn counted(err: StoreError, operation: &'static str) -> ApiError {
+    metrics::counter!(metric::DATABASE_ERRORS, "operation" => operation).increment(1);
+    err.into()
 }
 
 fn params(query: Params) -> Result<HashMap<String, String>, ApiError> {
@@ -142,7 +149,8 @@ pub async fn list(
             before,
             outcome,
         })
-        .await?;
+        .await
+        .map_err(|e| counted(e, "list_invocations"))?;
     Ok(Json(Page {
         invocations: page
             .items
@@ -172,7 +180,8 @@ pub async fn get(
     state
         .repo
         .get_invocation(id)
-        .await?
+        .await
+        .map_err(|e| counted(e, "get_invocation"))?
         .map(Json)
         .ok_or_else(|| {
             ApiError::NotFound(format!(
@@ -212,7 +221,8 @@ pub async fn stats(
     let samples = state
         .repo
         .invocation_samples(script.id, since, MAX_SAMPLES)
-        .await?;
+        .await
+        .map_err(|e| counted(e, "invocation_samples"))?;
     let at_cap = samples.len() >= MAX_SAMPLES as usize;
     Ok(Json(StatsView {
         stats: summarize(&samples, to, window, buckets, at_cap),
