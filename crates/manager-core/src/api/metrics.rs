@@ -5,7 +5,9 @@
 //! of the token-protected admin router or served by [`public_router`] on
 //! the operator's separate `PICLOUD_METRICS_BIND` address. Pool gauges are
 //! read from [`shared::ExecutorClient::status`] at scrape time, so they are
-//! never stale. The recorder is process-wide and installed once.
+//! never stale. The recorder is process-wide and installed once, with a
+//! thread that drains histogram samples every few seconds, so memory stays
+//! bounded whether or not anyone scrapes.
 
 use std::sync::{Arc, OnceLock};
 
@@ -38,6 +40,7 @@ const BYTES: &[f64] = &[
     268_435_456.0,
     536_870_912.0,
 ];
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Why the recorder could not be installed.
@@ -61,9 +64,24 @@ pub fn install_recorder() -> Result<PrometheusHandle, MetricsError> {
                 .build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).map_err(|e| error(&e))?;
+            spawn_upkeep(handle.clone()).map_err(|e| error(&e))?;
             Ok(handle)
         })
         .clone()
+}
+
+/// Drains histogram samples into their buckets every few seconds: without
+/// it, a server nobody scrapes would keep every sample in memory.
+fn spawn_upkeep(handle: PrometheusHandle) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                handle.run_upkeep();
+            }
+        })
+        .map(drop)
 }
 
 /// `/metrics` alone, without the token: for `PICLOUD_METRICS_BIND`, an
@@ -96,4 +114,24 @@ fn record_pool(status: &ExecutorStatus) {
     metrics::gauge!("picloud_pool_queued_invocations").set(f64::from(status.queued));
     metrics::counter!("picloud_pool_worker_spawns_total").absolute(status.spawned_total);
     metrics::counter!("picloud_pool_worker_recycles_total").absolute(status.recycled_total);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn installs_once_and_renders_histograms_with_our_buckets() {
+        let first = install_recorder().unwrap();
+        let again = install_recorder().unwrap();
+        metrics::counter!("picloud_unit_total", "script" => "s").increment(2);
+        metrics::histogram!("picloud_unit_seconds").record(0.003);
+        metrics::histogram!("picloud_unit_bytes").record(10_000.0);
+        first.run_upkeep();
+        let text = again.render();
+        assert!(text.contains("picloud_unit_total{script=\"s\"} 2"), "{text}");
+        assert!(text.contains("picloud_unit_seconds_bucket{le=\"0.0025\"} 0"), "{text}");
+        assert!(text.contains("picloud_unit_seconds_bucket{le=\"0.005\"} 1"), "{text}");
+        assert!(text.contains("picloud_unit_bytes_bucket{le=\"16384\"} 1"), "{text}");
+    }
 }
