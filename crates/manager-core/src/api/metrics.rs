@@ -129,9 +129,21 @@ mod tests {
         metrics::histogram!("picloud_unit_bytes").record(10_000.0);
         first.run_upkeep();
         let text = again.render();
-        assert!(text.contains("picloud_unit_total{script=\"s\"} 2"), "{text}");
-        assert!(text.contains("picloud_unit_seconds_bucket{le=\"0.0025\"} 0"), "{text}");
-        assert!(text.contains("picloud_unit_seconds_bucket{le=\"0.005\"} 1"), "{text}");
-        assert!(text.contains("picloud_unit_bytes_bucket{le=\"16384\"} 1"), "{text}");
+        assert!(
+            text.contains("picloud_unit_total{script=\"s\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("picloud_unit_seconds_bucket{le=\"0.0025\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("picloud_unit_seconds_bucket{le=\"0.005\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("picloud_unit_bytes_bucket{le=\"16384\"} 1"),
+            "{text}"
+        );
     }
 }
