@@ -80,6 +80,8 @@ pub struct ScriptStats {
     pub cpu_us: Distribution,
     pub operations: Distribution,
     pub peak_heap_bytes: Distribution,
+    /// When the newest record of the window started.
+    pub last_invocation_at: Option<DateTime<Utc>>,
     /// More records matched than were read: the numbers describe the newest ones.
     pub sampled: bool,
     pub bucket_seconds: u64,
@@ -131,6 +133,7 @@ pub fn summarize(
         cpu_us: distribution(&in_window, |s| s.cpu_us),
         operations: distribution(&in_window, |s| s.operations),
         peak_heap_bytes: distribution(&in_window, |s| s.peak_heap_bytes),
+        last_invocation_at: in_window.iter().map(|s| s.started_at).max(),
         sampled: at_cap,
         bucket_seconds: u64::try_from(bucket_us / 1_000_000).unwrap_or(1),
         buckets: series
@@ -265,12 +268,17 @@ mod tests {
         assert_eq!(stats.buckets[30].errors, 1);
         assert_eq!(stats.buckets[59].count, 1);
         assert_eq!(stats.buckets[0].start, stats.from);
+        assert_eq!(
+            stats.last_invocation_at,
+            Some(to - chrono::Duration::seconds(1))
+        );
     }
 
     #[test]
     fn empty_windows_are_zeros() {
         let stats = summarize(&[], Utc::now(), Duration::from_mins(1), 6, false);
         assert_eq!(stats.count, 0);
+        assert_eq!(stats.last_invocation_at, None);
         assert!(stats.error_rate.abs() < f64::EPSILON);
         assert_eq!(stats.buckets.len(), 6);
         assert_eq!(stats.bucket_seconds, 10);
