@@ -13,8 +13,8 @@ use tokio::sync::watch;
 use super::{RecordsConfig, metric};
 use crate::store::ScriptRepository;
 
-/// The first pass waits this long, so start-up is not slowed by a big prune.
-const FIRST_PASS_AFTER: Duration = Duration::from_secs(5);
+/// The first pass waits this long, so start-up (and a restart loop) is not slowed by a big prune.
+const FIRST_PASS_AFTER: Duration = Duration::from_secs(30);
 
 pub(super) async fn run(
     repo: ScriptRepository,
