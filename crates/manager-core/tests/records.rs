@@ -329,6 +329,28 @@ on_both_backends! {
         assert_eq!(records.pending(), 0);
     }
 
+    async fn retention_runs_in_the_background(db: TestDb) {
+        let repo = db.open().await;
+        let s = script(&repo, "s").await;
+        let records = Records::start(
+            repo.clone(),
+            RecordsConfig { keep_per_script: 5, prune_every: Duration::from_millis(100), ..config() },
+            None,
+        );
+        let sink = records.sink();
+        for _ in 0..20 {
+            sink.record(record(s, Utc::now(), Outcome::Ok));
+        }
+        // Written, then pruned to the newest five, within a generous bound.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while repo.count_invocations(s).await.unwrap() != 5 || records.written() < 20 {
+            assert!(std::time::Instant::now() < deadline, "retention did not run");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        records.shutdown().await;
+        assert_eq!(repo.count_invocations(s).await.unwrap(), 5);
+    }
+
     async fn records_that_cannot_be_written_by_the_deadline_are_counted_lost(db: TestDb) {
         let repo = db.open().await;
         let s = script(&repo, "s").await;
