@@ -477,18 +477,27 @@ async fn metrics_need_the_token_or_the_private_address() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flooding_script_cannot_push_out_another_scripts_records() {
-    // A tiny buffer: 32 KiB for rows and 32 KiB for log lines.
+    // A small buffer: 512 KiB for rows, 512 KiB for log lines. One flood
+    // invocation logs ~400 KB, more than the half of the log pool a lone
+    // script may fill, so its lines are shed however fast the writer is; the
+    // rows have room for seconds of a stalled database.
     let server = Server::start_with(Options {
-        env: vec![("PICLOUD_RECORDS_BUFFER_BYTES".into(), "65536".into())],
+        env: vec![("PICLOUD_RECORDS_BUFFER_BYTES".into(), "1048576".into())],
         ..Options::default()
     });
     let line = "x".repeat(100);
-    let flood = server
-        .deploy(
-            "flood",
-            &format!(r#"for i in 0..400 {{ print("{line}"); }} "flooded""#),
-        )
-        .await["id"]
+    let r = server
+        .admin(Method::POST, "/api/admin/scripts")
+        .json(&json!({
+            "name": "flood",
+            "source": format!(r#"for i in 0..4000 {{ print("{line}"); }} "flooded""#),
+            "limits": { "log_bytes": 1_048_576 },
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let flood = r.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
