@@ -94,9 +94,20 @@ async fn nothing_is_lost_across_a_graceful_restart(db: Db) {
         .as_str()
         .unwrap()
         .to_owned();
+    // About a second of work; a generous wall limit so a slow machine cannot turn it into a timeout.
     let slow = server
-        .deploy("slow", "let n = 0; while n < 300000 { n += 1; } \"done\"")
-        .await["id"]
+        .admin(Method::POST, "/api/admin/scripts")
+        .json(&json!({
+            "name": "slow",
+            "source": "let n = 0; while n < 300000 { n += 1; } \"done\"",
+            "limits": { "wall_time_ms": 60_000 },
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
