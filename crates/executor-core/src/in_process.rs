@@ -213,6 +213,7 @@ impl ExecutorClient for InProcessExecutor {
             queued: self.counters.queued.load(Ordering::Relaxed),
             spawned_total: u64::from(self.threads),
             recycled_total: 0,
+            recycled_by_reason: std::collections::BTreeMap::new(),
             detail: Some("in-process executor: cooperative limits only, no confinement".to_owned()),
         }
     }

@@ -20,8 +20,6 @@ pub mod request;
 pub mod respond;
 pub mod routes;
 pub mod routing;
-pub mod sink;
 
 pub use catalog::ScriptCatalog;
 pub use routes::{Orchestrator, OrchestratorConfig, router};
-pub use sink::TracingSink;

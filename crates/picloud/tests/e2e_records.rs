@@ -460,7 +460,8 @@ async fn metrics_need_the_token_or_the_private_address() {
         "picloud_pool_idle_workers ",
         "picloud_pool_queued_invocations ",
         "picloud_pool_worker_spawns_total ",
-        "picloud_pool_worker_recycles_total ",
+        "picloud_pool_worker_recycles_total{reason=\"max_invocations\"} ",
+        "picloud_pool_worker_recycles_total{reason=\"rss\"} ",
     ] {
         assert!(text.contains(expected), "missing {expected} in:\n{text}");
     }

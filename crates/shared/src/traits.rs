@@ -43,6 +43,9 @@ pub struct ExecutorStatus {
     pub queued: u32,
     pub spawned_total: u64,
     pub recycled_total: u64,
+    /// Recycles by reason (`max_invocations`, `rss`, `cpu`, `isolation`, `after_limit`).
+    #[serde(default)]
+    pub recycled_by_reason: std::collections::BTreeMap<String, u64>,
     /// What is wrong when not ready.
     pub detail: Option<String>,
 }

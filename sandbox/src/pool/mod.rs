@@ -460,6 +460,16 @@ impl ExecutorClient for Pool {
             queued: count(queued),
             spawned_total: metrics.spawned,
             recycled_total: metrics.recycled_total(),
+            recycled_by_reason: [
+                ("max_invocations", metrics.recycled_max_invocations),
+                ("rss", metrics.recycled_rss),
+                ("cpu", metrics.recycled_cpu),
+                ("isolation", metrics.recycled_isolation),
+                ("after_limit", metrics.recycled_after_limit),
+            ]
+            .into_iter()
+            .map(|(reason, n)| (reason.to_owned(), n))
+            .collect(),
             detail,
         }
     }

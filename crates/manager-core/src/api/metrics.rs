@@ -113,7 +113,10 @@ fn record_pool(status: &ExecutorStatus) {
     metrics::gauge!("picloud_pool_idle_workers").set(f64::from(status.idle));
     metrics::gauge!("picloud_pool_queued_invocations").set(f64::from(status.queued));
     metrics::counter!("picloud_pool_worker_spawns_total").absolute(status.spawned_total);
-    metrics::counter!("picloud_pool_worker_recycles_total").absolute(status.recycled_total);
+    for (reason, n) in &status.recycled_by_reason {
+        metrics::counter!("picloud_pool_worker_recycles_total", "reason" => reason.clone())
+            .absolute(*n);
+    }
 }
 
 #[cfg(test)]
