@@ -12,9 +12,10 @@
 //!   when it surfaces wrapped in a function-call error, but cannot run another
 //!   operation after it, and a builtin that swallows callback errors (`sort`)
 //!   stops at the first operation after it returns.
-//! - Per operation the hook does one counter increment, one relaxed atomic
-//!   load (the heap meter) and one countdown; the clock is read only every
-//!   [`CLOCK_CHECK_INTERVAL`] operations.
+//! - Per operation the hook does one counter increment, one comparison with
+//!   the next checkpoint and one relaxed atomic load (the heap meter); the
+//!   clock is read only at checkpoints, every [`CLOCK_CHECK_INTERVAL`]
+//!   operations.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -63,12 +64,15 @@ impl Trip {
 #[derive(Debug)]
 pub struct Budget {
     operations: Cell<u64>,
+    /// The operation count at which the slow path runs next: the next clock
+    /// check or the operation limit, whichever comes first; 0 once tripped.
+    next_check: Cell<u64>,
     max_operations: Cell<u64>,
     deadline: Cell<Instant>,
-    until_clock_check: Cell<u32>,
     heap_baseline: Cell<u64>,
-    /// Live heap bytes above which the script is over its memory limit.
-    heap_ceiling: Cell<u64>,
+    /// Live heap total (signed, as the meter keeps it) above which the
+    /// script is over its memory limit.
+    heap_ceiling: Cell<i64>,
     tripped: Cell<Option<Trip>>,
 }
 
@@ -76,11 +80,11 @@ impl Default for Budget {
     fn default() -> Self {
         Self {
             operations: Cell::new(0),
+            next_check: Cell::new(u64::from(CLOCK_CHECK_INTERVAL)),
             max_operations: Cell::new(u64::MAX),
             deadline: Cell::new(far_future()),
-            until_clock_check: Cell::new(CLOCK_CHECK_INTERVAL),
             heap_baseline: Cell::new(0),
-            heap_ceiling: Cell::new(u64::MAX),
+            heap_ceiling: Cell::new(i64::MAX),
             tripped: Cell::new(None),
         }
     }
@@ -102,13 +106,14 @@ impl Budget {
         self.max_operations.set(max_operations);
         self.deadline
             .set(now.checked_add(wall).unwrap_or_else(far_future));
-        self.until_clock_check.set(CLOCK_CHECK_INTERVAL);
+        self.schedule_check(0);
         let baseline = heap::live_bytes();
         self.heap_baseline.set(baseline);
         self.heap_ceiling.set(if heap::counting_enabled() {
-            baseline.saturating_add(memory_bytes)
+            let memory = i64::try_from(memory_bytes).unwrap_or(i64::MAX);
+            heap::live_raw().saturating_add(memory)
         } else {
-            u64::MAX
+            i64::MAX
         });
         heap::reset_peak();
         self.tripped.set(None);
@@ -119,32 +124,51 @@ impl Budget {
     pub fn stop(&self) {
         self.max_operations.set(u64::MAX);
         self.deadline.set(far_future());
-        self.heap_ceiling.set(u64::MAX);
+        self.heap_ceiling.set(i64::MAX);
+        if self.tripped.get().is_none() {
+            self.schedule_check(self.operations.get());
+        }
     }
 
-    /// The progress hook: `Some(token)` ends the script.
+    fn schedule_check(&self, operations: u64) {
+        let clock = operations.saturating_add(u64::from(CLOCK_CHECK_INTERVAL));
+        let limit = self.max_operations.get().saturating_add(1);
+        self.next_check.set(clock.min(limit));
+    }
+
+    /// The progress hook: `Some(token)` ends the script. The common path is
+    /// one increment, one comparison and one relaxed atomic load.
     #[inline]
     pub fn on_operation(&self) -> Option<Dynamic> {
-        if let Some(trip) = self.tripped.get() {
-            return Some(trip.token());
-        }
         let operations = self.operations.get() + 1;
         self.operations.set(operations);
+        if operations >= self.next_check.get() {
+            return self.checkpoint(operations);
+        }
+        if heap::live_raw() > self.heap_ceiling.get() {
+            return Some(self.trip(Trip::Memory));
+        }
+        None
+    }
+
+    /// The slow path: a tripped limit, the operation limit, the clock.
+    #[cold]
+    fn checkpoint(&self, operations: u64) -> Option<Dynamic> {
+        if let Some(trip) = self.tripped.get() {
+            // Operations refused after the trip did not run.
+            self.operations.set(operations - 1);
+            return Some(trip.token());
+        }
         if operations > self.max_operations.get() {
             return Some(self.trip(Trip::Operations));
         }
-        if heap::live_bytes() > self.heap_ceiling.get() {
+        if heap::live_raw() > self.heap_ceiling.get() {
             return Some(self.trip(Trip::Memory));
         }
-        let countdown = self.until_clock_check.get();
-        if countdown == 0 {
-            self.until_clock_check.set(CLOCK_CHECK_INTERVAL);
-            if Instant::now() >= self.deadline.get() {
-                return Some(self.trip(Trip::WallTime));
-            }
-        } else {
-            self.until_clock_check.set(countdown - 1);
+        if Instant::now() >= self.deadline.get() {
+            return Some(self.trip(Trip::WallTime));
         }
+        self.schedule_check(operations);
         None
     }
 
@@ -154,7 +178,7 @@ impl Budget {
         if let Some(trip) = self.tripped.get() {
             return Some(trip);
         }
-        if heap::live_bytes() > self.heap_ceiling.get() {
+        if heap::live_raw() > self.heap_ceiling.get() {
             self.record(Trip::Memory);
         } else if Instant::now() >= self.deadline.get() {
             self.record(Trip::WallTime);
@@ -169,6 +193,8 @@ impl Budget {
 
     fn record(&self, trip: Trip) {
         self.tripped.set(Some(trip));
+        // Every later operation takes the slow path and is refused.
+        self.next_check.set(0);
     }
 
     pub fn tripped(&self) -> Option<Trip> {
@@ -202,6 +228,8 @@ mod tests {
         // Sticky: the next operation is refused too, and not counted.
         assert!(budget.on_operation().is_some());
         assert_eq!(budget.operations(), 4);
+        assert!(budget.on_operation().is_some());
+        assert_eq!(budget.operations(), 4);
     }
 
     #[test]
@@ -213,6 +241,7 @@ mod tests {
             ops += 1;
             assert!(ops <= CLOCK_CHECK_INTERVAL, "deadline never checked");
         }
+        assert_eq!(budget.operations(), u64::from(CLOCK_CHECK_INTERVAL));
         assert_eq!(budget.tripped(), Some(Trip::WallTime));
         assert_eq!(budget.tripped().map(Trip::outcome), Some(Outcome::Timeout));
     }

@@ -14,11 +14,11 @@
 //! - The progress hook is installed once and reads the shared [`Budget`],
 //!   which the runtime resets per invocation; the token hook likewise reads
 //!   the shared [`CompileClock`].
-//! - The optimizer is off (`OptimizationLevel::None`): its simple level is
-//!   quadratic in the number of statements of a block (a 256 KiB script of
-//!   `x;` took 2.4 s to optimize, against 68 ms to parse) and it runs after
-//!   the last token, out of the compile clock's reach. Scripts lose constant
-//!   folding, which the CPU benchmark does not notice.
+//! - The parser runs without the optimizer (`OptimizationLevel::None`): its
+//!   simple level is quadratic in the statements of a block (a 256 KiB
+//!   script of `x;` took 2.4 s to optimize, against 68 ms to parse) and runs
+//!   after the last token, out of the compile clock's reach. The runtime
+//!   optimizes small scripts separately (see `MAX_OPTIMIZED_SOURCE_BYTES`).
 //! - Every Rhai limit is set from [`Limits`] by [`apply_limits`] before each
 //!   compile and each run; none is left at Rhai's (unlimited) default.
 

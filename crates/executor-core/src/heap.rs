@@ -68,6 +68,12 @@ pub fn live_bytes() -> u64 {
     u64::try_from(LIVE.load(Ordering::Relaxed)).unwrap_or(0)
 }
 
+/// The signed live total, for the progress hook's one-load comparison.
+#[inline]
+pub(crate) fn live_raw() -> i64 {
+    LIVE.load(Ordering::Relaxed)
+}
+
 /// The highest [`live_bytes`] since the last [`reset_peak`] (0 when counting is off).
 pub fn peak_bytes() -> u64 {
     u64::try_from(PEAK.load(Ordering::Relaxed)).unwrap_or(0)

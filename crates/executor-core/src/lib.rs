@@ -35,5 +35,7 @@ pub use cache::ScriptCache;
 pub use errors::MAX_MESSAGE_BYTES;
 #[cfg(feature = "in-process")]
 pub use in_process::InProcessExecutor;
-pub use runtime::{CompiledScript, MIN_SCRIPT_STACK_BYTES, ScriptRuntime};
+pub use runtime::{
+    CompiledScript, MAX_OPTIMIZED_SOURCE_BYTES, MIN_SCRIPT_STACK_BYTES, ScriptRuntime,
+};
 pub use sdk::RngSeedError;

@@ -47,10 +47,12 @@
 //! parser's recursion; and `compile_time_ms`, enforced by a clock the token
 //! hook reads every few dozen tokens (see `compile_clock`): past it the
 //! parser is fed an error token and stops, and the compile fails with a
-//! time-limit error. The optimizer, whose quadratic pass would run after
-//! the last token, is off. What remains unbounded is the work between two
-//! tokens, at most one scope or parameter-list scan (milliseconds at the
-//! source cap); the sandbox's kill deadline is the backstop.
+//! time-limit error. Rhai's optimizer, quadratic in the statements of a
+//! block and run after the last token, only runs on scripts up to
+//! [`MAX_OPTIMIZED_SOURCE_BYTES`]. What remains unbounded is the work
+//! between two tokens, at most one scope or parameter-list scan
+//! (milliseconds at the source cap); the sandbox's kill deadline is the
+//! backstop.
 //!
 //! # System calls at run time
 //!
@@ -70,7 +72,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
-use rhai::{AST, Dynamic, Engine, Scope};
+use rhai::{AST, Dynamic, Engine, OptimizationLevel, Scope};
 use shared::{
     CompileError, InvocationOutput, InvocationStats, Limits, Outcome, ScriptRequest, ScriptResponse,
 };
@@ -81,6 +83,14 @@ use crate::errors;
 use crate::request;
 use crate::response;
 use crate::sdk::RngSeedError;
+
+/// Scripts up to this size are optimized after parsing (constant folding,
+/// dead code; about 10 % faster string and map work). Rhai's optimizer is
+/// quadratic in the statements of one block and cannot be interrupted, so
+/// larger scripts run unoptimized: at this size its worst measured case
+/// takes about 20 ms in a release build (400 ms in a debug build), against
+/// 2.4 s for a 256 KiB block.
+pub const MAX_OPTIMIZED_SOURCE_BYTES: usize = 16 * 1024;
 
 /// The smallest stack a thread running scripts at the maximum `call_depth`
 /// should have (debug builds need the most; see the module docs).
@@ -217,31 +227,40 @@ impl ScriptRuntime {
         let compiled = catch_unwind(AssertUnwindSafe(|| parts.engine.compile(source)));
         parts.compile_clock.stop();
         if parts.compile_clock.expired() || started.elapsed() > budget {
-            return Err(CompileError {
-                message: format!(
-                    "compiling took longer than the limit of {} ms",
-                    limits.compile_time_ms
-                ),
-                line: None,
-                column: None,
-            });
+            return Err(time_limit_error(limits));
         }
         let ast = match compiled {
+            Ok(Ok(ast)) if source.len() <= MAX_OPTIMIZED_SOURCE_BYTES => {
+                let engine = &parts.engine;
+                match catch_unwind(AssertUnwindSafe(|| {
+                    engine.optimize_ast(&Scope::new(), ast, OptimizationLevel::Simple)
+                })) {
+                    Ok(ast) => ast,
+                    Err(_) => return Err(self.internal_compile_error()),
+                }
+            }
             Ok(Ok(ast)) => ast,
             Ok(Err(err)) => return Err(errors::compile_error(&err)),
-            Err(_) => {
-                self.poisoned = true;
-                return Err(CompileError {
-                    message: "internal error while compiling".to_owned(),
-                    line: None,
-                    column: None,
-                });
-            }
+            Err(_) => return Err(self.internal_compile_error()),
         };
+        // Optimizing is outside the compile clock's reach; the size bound
+        // keeps it short, and the limit still holds for the whole compile.
+        if started.elapsed() > budget {
+            return Err(time_limit_error(limits));
+        }
         Ok(CompiledScript {
             ast,
             limits: *limits,
         })
+    }
+
+    fn internal_compile_error(&mut self) -> CompileError {
+        self.poisoned = true;
+        CompileError {
+            message: "internal error while compiling".to_owned(),
+            line: None,
+            column: None,
+        }
     }
 
     /// Runs one invocation of `script` on `request` under `limits`.
@@ -336,6 +355,17 @@ fn execute(
         return Err(tripped(trip));
     }
     Ok(response)
+}
+
+fn time_limit_error(limits: &Limits) -> CompileError {
+    CompileError {
+        message: format!(
+            "compiling took longer than the limit of {} ms",
+            limits.compile_time_ms
+        ),
+        line: None,
+        column: None,
+    }
 }
 
 fn trip_message(trip: Trip, limits: &Limits) -> String {
