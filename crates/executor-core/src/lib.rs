@@ -36,6 +36,7 @@ pub use errors::MAX_MESSAGE_BYTES;
 #[cfg(feature = "in-process")]
 pub use in_process::InProcessExecutor;
 pub use runtime::{
-    CompiledScript, MAX_OPTIMIZED_SOURCE_BYTES, MIN_SCRIPT_STACK_BYTES, ScriptRuntime,
+    CompiledScript, MAX_OPTIMIZED_SOURCE_BYTES, MAX_RETAINED_BYTES, MIN_SCRIPT_STACK_BYTES,
+    ScriptRuntime,
 };
 pub use sdk::RngSeedError;

@@ -12,6 +12,15 @@
 //!   is caught and reported as [`Outcome::WorkerCrashed`], and marks the
 //!   runtime poisoned ([`ScriptRuntime::is_poisoned`]) so its owner can
 //!   replace it.
+//! - Heap left behind is tracked: Rhai closures capture variables by
+//!   sharing them, so `let m = #{}; let f = || m; m.f = f;` makes a
+//!   reference cycle that is never freed, inside a function as well as at
+//!   the top level, and no invocation can reach it afterwards. With the
+//!   counting allocator on, every run adds the live-heap change it caused
+//!   (minus its own output) to [`ScriptRuntime::retained_bytes`]; past
+//!   [`MAX_RETAINED_BYTES`] the runtime counts as poisoned too, so a worker
+//!   is replaced before one script's leaks can push another script's
+//!   invocation into the hard cap.
 //!
 //! # Stack
 //!
@@ -80,6 +89,7 @@ use shared::{
 use crate::budget::Trip;
 use crate::engine::{self, EngineParts};
 use crate::errors;
+use crate::heap;
 use crate::request;
 use crate::response;
 use crate::sdk::RngSeedError;
@@ -91,6 +101,10 @@ use crate::sdk::RngSeedError;
 /// takes about 20 ms in a release build (400 ms in a debug build), against
 /// 2.4 s for a 256 KiB block.
 pub const MAX_OPTIMIZED_SOURCE_BYTES: usize = 16 * 1024;
+
+/// Heap a runtime may accumulate across runs (reference cycles scripts
+/// leaked) before it asks to be replaced.
+pub const MAX_RETAINED_BYTES: u64 = 8 * 1024 * 1024;
 
 /// The smallest stack a thread running scripts at the maximum `call_depth`
 /// should have (debug builds need the most; see the module docs).
@@ -130,6 +144,8 @@ impl CompiledScript {
 pub struct ScriptRuntime {
     parts: EngineParts,
     poisoned: bool,
+    /// Net heap growth left behind by runs (signed: later runs may free).
+    retained: i64,
 }
 
 impl Default for ScriptRuntime {
@@ -142,6 +158,7 @@ impl std::fmt::Debug for ScriptRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ScriptRuntime")
             .field("poisoned", &self.poisoned)
+            .field("retained", &self.retained)
             .finish_non_exhaustive()
     }
 }
@@ -156,6 +173,7 @@ impl ScriptRuntime {
         Self {
             parts: engine::build(),
             poisoned: false,
+            retained: 0,
         }
     }
 
@@ -192,9 +210,18 @@ impl ScriptRuntime {
         }
     }
 
-    /// A panic was caught in this runtime; its owner should replace it.
+    /// The runtime should be replaced: a panic was caught in it, or runs
+    /// left more than [`MAX_RETAINED_BYTES`] on the heap (see
+    /// [`ScriptRuntime::retained_bytes`]).
     pub fn is_poisoned(&self) -> bool {
-        self.poisoned
+        self.poisoned || self.retained_bytes() > MAX_RETAINED_BYTES
+    }
+
+    /// Heap bytes that runs allocated and never freed (their outputs
+    /// excluded), as the counting allocator measures it; 0 when counting is
+    /// off. Only a process exit gives such memory back.
+    pub fn retained_bytes(&self) -> u64 {
+        u64::try_from(self.retained).unwrap_or(0)
     }
 
     /// Compiles untrusted source under `limits`.
@@ -279,6 +306,7 @@ impl ScriptRuntime {
     ) -> InvocationOutput {
         let wall_start = Instant::now();
         let cpu_start = thread_cpu_time();
+        let heap_start = heap::live_raw();
         let parts = &mut self.parts;
         parts.budget.start(
             limits.operations,
@@ -318,14 +346,19 @@ impl ScriptRuntime {
             Ok(response) => (Outcome::Ok, Some(response), None),
             Err((outcome, message)) => (outcome, None, Some(message)),
         };
-        InvocationOutput {
+        let output = InvocationOutput {
             outcome,
             response,
             error,
             logs: log.lines,
             logs_truncated: log.truncated,
             stats,
+        };
+        if heap::counting_enabled() {
+            let left = heap::live_raw() - heap_start - output_heap_bytes(&output);
+            self.retained = self.retained.saturating_add(left);
         }
+        output
     }
 }
 
@@ -374,6 +407,23 @@ fn trip_message(trip: Trip, limits: &Limits) -> String {
         Trip::WallTime => format!("wall-clock limit ({} ms) exceeded", limits.wall_time_ms),
         Trip::Memory => format!("memory limit ({} bytes) exceeded", limits.memory_bytes),
     }
+}
+
+/// The heap an output owns, as the allocator counted it (capacities).
+fn output_heap_bytes(output: &InvocationOutput) -> i64 {
+    fn string(s: &String) -> usize {
+        s.capacity()
+    }
+    fn strings<T>(v: &Vec<T>, each: impl Fn(&T) -> usize) -> usize {
+        v.capacity() * std::mem::size_of::<T>() + v.iter().map(each).sum::<usize>()
+    }
+    let mut bytes = strings(&output.logs, string);
+    bytes += output.error.as_ref().map_or(0, string);
+    if let Some(response) = &output.response {
+        bytes += response.body.capacity();
+        bytes += strings(&response.headers, |(n, v)| n.capacity() + v.capacity());
+    }
+    i64::try_from(bytes).unwrap_or(i64::MAX)
 }
 
 fn duration_us(d: Duration) -> u64 {

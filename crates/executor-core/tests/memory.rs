@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::{failure, ok_body, run_with};
 use executor_core::heap::{self, CountingAllocator};
+use executor_core::{MAX_RETAINED_BYTES, ScriptRuntime};
 use shared::{Limits, Outcome, ScriptRequest};
 
 #[global_allocator]
@@ -154,4 +155,81 @@ fn the_request_counts_against_the_limit() {
     };
     let out = run_with("request.json.len()", &request, &limits);
     failure(&out, Outcome::MemoryLimit);
+}
+
+#[test]
+fn leaked_reference_cycles_poison_the_runtime() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    heap::enable_counting(4096 * MIB);
+    common::on_big_stack(|| {
+        let mut runtime = ScriptRuntime::new();
+        let limits = Limits::DEFAULTS;
+        // The closure shares `m`, and `m` holds the closure: a cycle that
+        // outlives the function and is never freed.
+        let leaky = runtime
+            .compile(
+                r#"fn leak() { let m = #{}; let f = || m; m.f = f; m.big = ""; m.big.pad(1000000, 'x'); }
+                   leak(); "done""#,
+                &limits,
+            )
+            .unwrap();
+        let mut runs = 0;
+        while !runtime.is_poisoned() {
+            let out = runtime.run(&leaky, &ScriptRequest::default(), &limits);
+            assert_eq!(ok_body(&out), "done");
+            runs += 1;
+            assert!(
+                runs <= 20,
+                "never poisoned: {} bytes retained",
+                runtime.retained_bytes()
+            );
+        }
+        assert!(runtime.retained_bytes() > MAX_RETAINED_BYTES);
+        assert!(runs >= 4, "poisoned after {runs} runs");
+    });
+}
+
+#[test]
+fn well_behaved_scripts_retain_nothing() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    heap::enable_counting(4096 * MIB);
+    common::on_big_stack(|| {
+        let mut runtime = ScriptRuntime::new();
+        runtime.warm_up();
+        let limits = Limits {
+            operations: 200_000,
+            log_bytes: 1_000,
+            ..Limits::DEFAULTS
+        };
+        let sources = [
+            r#"let s = ""; s.pad(500000, 'x'); #{ n: s.len(), j: json_parse("[1,2]") }"#,
+            r#"for i in 0..100 { print(`line ${i}`); } response(201, "x", #{ "x-a": "b" })"#,
+            "let a = []; a.pad(1000, 1); a.map(|x| x + 1).filter(|x| x > 1).len()",
+            "let big = []; big.pad(50000, 1); throw big",
+            "loop {}",
+            r#"let s = ""; s.pad(2000000, 'x'); s"#,
+            "fn f(n) { f(n + 1) } f(0)",
+            "let x = 1; let f = |y| x + y; f.call(2)",
+        ];
+        let scripts: Vec<_> = sources
+            .iter()
+            .map(|source| runtime.compile(source, &limits).unwrap())
+            .collect();
+        let request = common::query(&[("a", "1")]);
+        for _ in 0..20 {
+            for script in &scripts {
+                drop(runtime.run(script, &request, &limits));
+            }
+        }
+        assert!(!runtime.is_poisoned());
+        assert!(
+            runtime.retained_bytes() < MIB,
+            "{}",
+            runtime.retained_bytes()
+        );
+    });
 }
