@@ -5,8 +5,9 @@
 //! request bodies and responses all go through this module instead.
 //!
 //! Invariants:
-//! - Parsing uses `serde_json` (recursion limit 128) and converts the tree
-//!   with code that recurses at most that deep.
+//! - Parsing uses `serde_json` (recursion limit 128) and builds the Rhai
+//!   value directly, recursing at most that deep and building at most the
+//!   number of values it is allowed.
 //! - Writing recurses at most [`MAX_JSON_DEPTH`] levels, so a value that
 //!   refers to itself ends in [`ToJsonError::TooDeep`], never a stack
 //!   overflow; and it stops as soon as the output passes its byte cap, so
@@ -14,9 +15,11 @@
 //! - Map keys come out in Rhai's (sorted) order; non-finite floats become
 //!   `null`; a BLOB becomes an array of byte values.
 
+use std::cell::Cell;
 use std::io::{self, Write};
 
 use rhai::{Array, Dynamic, Map};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// The deepest nesting written, and accepted (`serde_json`'s parse limit).
 pub const MAX_JSON_DEPTH: usize = 128;
@@ -59,31 +62,138 @@ pub fn map_to_json_string(map: &Map, max_bytes: usize) -> Result<String, ToJsonE
     Ok(String::from_utf8(out.buf).expect("JSON writer emits UTF-8 only"))
 }
 
-/// Parses JSON text into a Rhai value: objects become maps, arrays arrays,
-/// integers that fit `i64` integers, other numbers floats, `null` `()`.
-pub fn parse(text: &str) -> Result<Dynamic, serde_json::Error> {
-    let value: serde_json::Value = serde_json::from_str(text)?;
-    Ok(from_value(value))
+/// How many values a parse may build under the given per-value limits: a
+/// document with more could not be held by a script anyway (Rhai counts the
+/// items of nested arrays, and the entries of nested maps, together).
+pub fn value_allowance(array_len: usize, map_len: usize) -> usize {
+    array_len.saturating_add(map_len)
 }
 
-/// Converts a parsed JSON tree (at most 128 deep, as `serde_json` parses it).
-pub fn from_value(value: serde_json::Value) -> Dynamic {
-    use serde_json::Value;
-    match value {
-        Value::Null => Dynamic::UNIT,
-        Value::Bool(b) => Dynamic::from_bool(b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => Dynamic::from_int(i),
-            None => Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        Value::String(s) => Dynamic::from(s),
-        Value::Array(items) => Dynamic::from_array(items.into_iter().map(from_value).collect()),
-        Value::Object(fields) => Dynamic::from_map(
-            fields
-                .into_iter()
-                .map(|(k, v)| (k.into(), from_value(v)))
-                .collect(),
-        ),
+/// Why JSON text could not become a Rhai value.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("invalid JSON: {0}")]
+    Invalid(serde_json::Error),
+    #[error("the document has more than {0} values")]
+    TooManyValues(usize),
+}
+
+/// Parses JSON text into a Rhai value: objects become maps, arrays arrays,
+/// integers that fit `i64` integers, other numbers floats, `null` `()`.
+///
+/// At most `max_values` values (scalars, arrays and objects each count one)
+/// are built: a small JSON value becomes a much larger Rhai value (two bytes
+/// of `0,` become a 16-byte `Dynamic` in an array), so the count bounds the
+/// memory a parse can take before the script's limits could see it. The
+/// tree is built directly, without an intermediate `serde_json::Value`.
+pub fn parse(text: &str, max_values: usize) -> Result<Dynamic, ParseError> {
+    let remaining = Cell::new(max_values);
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let result = Counted {
+        remaining: &remaining,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|value| deserializer.end().map(|()| value));
+    result.map_err(|err| {
+        if remaining.get() == 0 && err.is_data() {
+            ParseError::TooManyValues(max_values)
+        } else {
+            ParseError::Invalid(err)
+        }
+    })
+}
+
+/// Builds one JSON value as a `Dynamic`, spending from a shared allowance.
+/// `serde_json` bounds the recursion at 128 levels.
+#[derive(Clone, Copy)]
+struct Counted<'a> {
+    remaining: &'a Cell<usize>,
+}
+
+impl Counted<'_> {
+    fn spend<E: de::Error>(self) -> Result<(), E> {
+        match self.remaining.get() {
+            0 => Err(E::custom("too many values")),
+            n => {
+                self.remaining.set(n - 1);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Counted<'_> {
+    type Value = Dynamic;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Dynamic, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Counted<'_> {
+    type Value = Dynamic;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Dynamic, E> {
+        self.spend()?;
+        Ok(Dynamic::UNIT)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Dynamic, E> {
+        self.spend()?;
+        Ok(Dynamic::from_bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dynamic, E> {
+        self.spend()?;
+        Ok(Dynamic::from_int(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dynamic, E> {
+        self.spend()?;
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "JSON numbers beyond i64 are floats"
+        )]
+        Ok(i64::try_from(v).map_or_else(|_| Dynamic::from_float(v as f64), Dynamic::from_int))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Dynamic, E> {
+        self.spend()?;
+        Ok(Dynamic::from_float(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Dynamic, E> {
+        self.spend()?;
+        Ok(Dynamic::from(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Dynamic, E> {
+        self.spend()?;
+        Ok(Dynamic::from(v))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Dynamic, A::Error> {
+        self.spend()?;
+        let mut items = Array::new();
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
+        }
+        Ok(Dynamic::from_array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Dynamic, A::Error> {
+        self.spend()?;
+        let mut map = Map::new();
+        while let Some(key) = entries.next_key::<String>()? {
+            let value = entries.next_value_seed(self)?;
+            // A repeated key keeps its last value, as `serde_json` does.
+            map.insert(key.into(), value);
+        }
+        Ok(Dynamic::from_map(map))
     }
 }
 
@@ -195,16 +305,21 @@ mod tests {
         to_json_string(value, 1 << 20).unwrap()
     }
 
+    fn parse_any(text: &str) -> Result<Dynamic, ParseError> {
+        parse(text, usize::MAX)
+    }
+
     #[test]
     fn round_trips_a_document() {
         let text = r#"{"a":[1,2.5,"x\n\"y",true,null,{"b":-9223372036854775808}],"c":{}}"#;
-        assert_eq!(json(&parse(text).unwrap()), text);
+        assert_eq!(json(&parse_any(text).unwrap()), text);
     }
 
     #[test]
     fn big_unsigned_numbers_become_floats() {
-        let v = parse("18446744073709551615").unwrap();
+        let v = parse_any("18446744073709551615").unwrap();
         assert!(v.is_float());
+        assert_eq!(parse_any("-5").unwrap().as_int(), Ok(-5));
     }
 
     #[test]
@@ -243,8 +358,34 @@ mod tests {
 
     #[test]
     fn parse_rejects_what_serde_json_rejects() {
-        assert!(parse("#{a: 1 + 1}").is_err());
+        assert!(matches!(
+            parse_any("#{a: 1 + 1}"),
+            Err(ParseError::Invalid(_))
+        ));
+        assert!(matches!(parse_any("[1] x"), Err(ParseError::Invalid(_))));
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
-        assert!(parse(&deep).is_err());
+        assert!(matches!(parse_any(&deep), Err(ParseError::Invalid(_))));
+    }
+
+    #[test]
+    fn parse_counts_values() {
+        // The array itself and its three items.
+        assert!(parse("[1, 2, 3]", 4).is_ok());
+        assert!(matches!(
+            parse("[1, 2, 3]", 3),
+            Err(ParseError::TooManyValues(3))
+        ));
+        assert!(matches!(
+            parse(r#"{"a": {"b": 1}}"#, 2),
+            Err(ParseError::TooManyValues(2))
+        ));
+        // A syntax error before the allowance runs out is still a syntax error.
+        assert!(matches!(parse("[1, 2, ", 100), Err(ParseError::Invalid(_))));
+    }
+
+    #[test]
+    fn repeated_keys_keep_the_last_value() {
+        let v = parse_any(r#"{"a": 1, "a": 2}"#).unwrap();
+        assert_eq!(v.as_map_ref().unwrap()["a"].as_int(), Ok(2));
     }
 }

@@ -355,7 +355,9 @@ impl ScriptRuntime {
             stats,
         };
         if heap::counting_enabled() {
-            let left = heap::live_raw() - heap_start - output_heap_bytes(&output);
+            let left = heap::live_raw()
+                .saturating_sub(heap_start)
+                .saturating_sub(output_heap_bytes(&output));
             self.retained = self.retained.saturating_add(left);
         }
         output
@@ -373,8 +375,10 @@ fn execute(
     limits: &Limits,
 ) -> Result<ScriptResponse, Failure> {
     let tripped = |trip: Trip| (trip.outcome(), trip_message(trip, limits));
+    let request = request::to_dynamic(request, limits)
+        .map_err(|err| (Outcome::MemoryLimit, err.to_string()))?;
     let mut scope = Scope::new();
-    scope.push("request", request::to_dynamic(request));
+    scope.push("request", request);
     if let Some(trip) = budget.check_now() {
         return Err(tripped(trip));
     }

@@ -457,3 +457,40 @@ fn per_value_limits_follow_the_script_limits() {
     );
     assert!(message.contains("variable limit (5)"), "{message}");
 }
+
+#[test]
+fn json_documents_are_limited_in_values() {
+    let limits = Limits {
+        array_len: 100,
+        map_len: 10,
+        ..Limits::DEFAULTS
+    };
+    // From a script: more values than the array and map limits allow.
+    let source = format!(r#"json_parse("[{}0]")"#, "0,".repeat(200));
+    let out = run_with(&source, &ScriptRequest::default(), &limits);
+    let message = failure(&out, Outcome::MemoryLimit);
+    assert!(
+        message.contains("JSON document of more than 110 values"),
+        "{message}"
+    );
+    // From the request: the script never starts.
+    let request = ScriptRequest {
+        body: format!("[{}0]", "0,".repeat(200)),
+        body_is_json: true,
+        ..ScriptRequest::default()
+    };
+    let out = run_with(r#"print("ran"); 1"#, &request, &limits);
+    let message = failure(&out, Outcome::MemoryLimit);
+    assert!(message.contains("more than 110 values"), "{message}");
+    assert!(out.logs.is_empty());
+    // Within the allowance both work.
+    let small = ScriptRequest {
+        body: "[1, 2, 3]".into(),
+        body_is_json: true,
+        ..ScriptRequest::default()
+    };
+    assert_eq!(
+        ok_body(&run_with("request.json.len()", &small, &limits)),
+        "3"
+    );
+}

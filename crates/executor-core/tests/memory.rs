@@ -142,8 +142,10 @@ fn the_request_counts_against_the_limit() {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     heap::enable_counting(4096 * MIB);
-    // A 4 MiB JSON array of small numbers becomes far more than 1 MiB of values.
-    let body = format!("[{}0]", "0,".repeat(2 * 1024 * 1024));
+    // 50 000 strings of 40 bytes: within the value allowance, but about
+    // 3 MiB once they are Rhai values.
+    let item = format!("\"{}\",", "x".repeat(40));
+    let body = format!("[{}0]", item.repeat(50_000));
     let request = ScriptRequest {
         body,
         body_is_json: true,

@@ -9,8 +9,10 @@ use base64::engine::{Config as _, DecodePaddingMode, GeneralPurpose, GeneralPurp
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use rhai::{Blob, Dynamic, Engine, EvalAltResult, Map, NativeCallContext};
 
-use super::{bytes_of, check_array_len, check_string_len, max_string, script_error, too_large};
-use crate::json::{self, ToJsonError};
+use super::{
+    bytes_of, check_array_len, check_string_len, max_array, max_string, script_error, too_large,
+};
+use crate::json::{self, ParseError, ToJsonError};
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
 
@@ -35,7 +37,9 @@ const BASE64_URL: GeneralPurpose = GeneralPurpose::new(
 );
 
 pub fn register(engine: &mut Engine) {
-    engine.register_fn("json_parse", json_parse);
+    engine.register_fn("json_parse", |ctx: NativeCallContext, text: &str| {
+        json_parse(&ctx, text)
+    });
     engine.register_fn(
         "json_stringify",
         |ctx: NativeCallContext, value: Dynamic| json_stringify(&ctx, &value),
@@ -87,8 +91,18 @@ pub fn register(engine: &mut Engine) {
     });
 }
 
-fn json_parse(text: &str) -> Res<Dynamic> {
-    json::parse(text).map_err(|err| script_error(format!("json_parse: invalid JSON: {err}")))
+fn json_parse(ctx: &NativeCallContext, text: &str) -> Res<Dynamic> {
+    let map_len = match ctx.engine().max_map_size() {
+        0 => usize::MAX,
+        n => n,
+    };
+    match json::parse(text, json::value_allowance(max_array(ctx), map_len)) {
+        Ok(value) => Ok(value),
+        Err(ParseError::TooManyValues(n)) => {
+            Err(too_large(&format!("JSON document of more than {n} values")))
+        }
+        Err(err) => Err(script_error(format!("json_parse: {err}"))),
+    }
 }
 
 fn json_stringify(ctx: &NativeCallContext, value: &Dynamic) -> Res<String> {
