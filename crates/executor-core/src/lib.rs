@@ -2,7 +2,7 @@
 //!
 //! This crate is compute only: no I/O of its own, no database. It is used
 //! inside the sandbox's confined worker processes, by the in-process
-//! [`InProcessExecutor`] (feature `in-process`, tests and benchmarks only)
+//! `InProcessExecutor` (feature `in-process`, tests and benchmarks only)
 //! and by fuzz targets.
 //!
 //! - [`ScriptRuntime`] builds the Rhai engine once and compiles and runs

@@ -356,6 +356,7 @@ fn amplifying_builtins_are_refused_before_allocating() {
         r#"let s = ""; s.pad(1000000, 'a'); s.split("").len()"#,
         r#"let s = ""; s.pad(1000000, 'a'); s.to_chars().len()"#,
         r#"let s = ""; s.pad(400000, 'a'); s.replace("", "--"); s.len()"#,
+        r#"let s = ""; s.pad(100000, '&'); s.replace("&", "a&"); form_decode(s).len()"#,
     ] {
         let out = run_timed(
             source,

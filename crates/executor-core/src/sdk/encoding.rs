@@ -48,7 +48,9 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("to_json", |ctx: NativeCallContext, map: &mut Map| {
         stringify_result(json::map_to_json_string(map, max_string(&ctx)))
     });
-    engine.register_fn("form_decode", form_decode);
+    engine.register_fn("form_decode", |ctx: NativeCallContext, text: &str| {
+        form_decode(&ctx, text)
+    });
     engine.register_fn("url_encode", |ctx: NativeCallContext, text: &str| {
         url_encode(&ctx, text)
     });
@@ -118,10 +120,20 @@ fn stringify_result(result: Result<String, ToJsonError>) -> Res<String> {
 }
 
 /// `a=1&b=x+y` → `#{a: "1", b: "x y"}`; the last of duplicate keys wins.
-fn form_decode(text: &str) -> Map {
-    form_urlencoded::parse(text.as_bytes())
+/// Pairs are counted first: a 1 MB `a&a&a…` would otherwise build half a
+/// million entries before the map limit could see them.
+fn form_decode(ctx: &NativeCallContext, text: &str) -> Res<Map> {
+    let pairs = text.split('&').filter(|pair| !pair.is_empty()).count();
+    let max_entries = match ctx.engine().max_map_size() {
+        0 => usize::MAX,
+        n => n,
+    };
+    if pairs > max_entries {
+        return Err(too_large("Number of items in object map"));
+    }
+    Ok(form_urlencoded::parse(text.as_bytes())
         .map(|(k, v)| (k.as_ref().into(), Dynamic::from(v.into_owned())))
-        .collect()
+        .collect())
 }
 
 fn url_encode(ctx: &NativeCallContext, text: &str) -> Res<String> {
