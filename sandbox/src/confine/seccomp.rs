@@ -131,6 +131,12 @@ pub const ALLOW_LIST: &[Allowed] = &[
         "request frames (vectored)",
     ),
     allow(
+        "ppoll",
+        libc::SYS_ppoll,
+        ArgRule::Any,
+        "wait for a request without being woken when the pool reads an answer",
+    ),
+    allow(
         "recvfrom",
         libc::SYS_recvfrom,
         ArgRule::Fd(SOCKET),

@@ -37,6 +37,7 @@ impl Channel {
 
     /// The next message, or `None` when the pool closed the socket.
     fn recv(&mut self) -> Result<Option<ToWorker>, SandboxError> {
+        wait_readable(&self.stream);
         match read_frame(&mut &self.stream, &mut self.inbuf, MAX_FRAME_BYTES) {
             Ok(()) => Ok(Some(decode_payload(&self.inbuf)?)),
             Err(CodecError::Closed) => Ok(None),
@@ -152,4 +153,20 @@ fn process_cpu_us() -> u64 {
         .unwrap_or(0)
         .saturating_mul(1_000_000)
         .saturating_add(u64::try_from(ts.tv_nsec).unwrap_or(0) / 1000)
+}
+
+/// Blocks until the socket has data (or closed). A reader blocked in `recv`
+/// on a stream socket is also woken whenever the pool consumes one of this
+/// worker's answers (the kernel signals write space on the same wait queue);
+/// a `poll` waiter is woken only for input, which saves a context switch per
+/// invocation. Errors fall through to the `recv`, which reports them.
+fn wait_readable(stream: &Stream) {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    let mut fds = [libc::pollfd {
+        fd: stream.as_fd().as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // SAFETY: one valid pollfd, no timeout, no signal mask.
+    let _ = unsafe { libc::ppoll(fds.as_mut_ptr(), 1, std::ptr::null(), std::ptr::null()) };
 }
