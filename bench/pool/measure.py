@@ -5,9 +5,11 @@ percentiles, errors, CPU used by the target's whole process tree and by
 wrk, and the tree's memory (RSS and PSS summed) sampled mid-run.
 
     measure.py --pid PID --url URL --connections 16 --duration 5 [--label k=v ...]
-    measure.py --rest PID      # the tree's memory now, as JSON
+    measure.py --rest PID...   # the trees' memory now, as JSON
+    measure.py --tree PID...   # the pids in the trees
 
-CPU of the tree counts every live process under PID plus the children it
+A target may be several trees (nginx and PHP-FPM): --pid repeats. CPU of
+the trees counts every live process under each PID plus the children it
 reaped during the run (cutime), so forked workers and CGI children are in it.
 """
 import argparse
@@ -47,9 +49,16 @@ def tree(root):
     return found
 
 
-def tree_cpu_seconds(root):
+def trees(roots):
+    found = []
+    for root in roots:
+        found.extend(pid for pid in tree(root) if pid not in found)
+    return found
+
+
+def tree_cpu_seconds(roots):
     total = 0
-    for pid in tree(root):
+    for pid in trees(roots):
         try:
             f = stat_fields(pid)
         except OSError:
@@ -58,9 +67,9 @@ def tree_cpu_seconds(root):
     return total / TICK
 
 
-def tree_memory_kib(root):
+def tree_memory_kib(roots):
     rss = pss = 0
-    pids = tree(root)
+    pids = trees(roots)
     for pid in pids:
         try:
             with open(f"/proc/{pid}/smaps_rollup") as f:
@@ -81,11 +90,15 @@ def children_cpu_seconds():
 
 
 def main():
-    if len(sys.argv) == 3 and sys.argv[1] == "--rest":
-        print(json.dumps(tree_memory_kib(int(sys.argv[2]))))
+    if len(sys.argv) >= 3 and sys.argv[1] == "--tree":
+        print(" ".join(str(pid) for pid in trees([int(pid) for pid in sys.argv[2:]])))
+        return
+    if len(sys.argv) >= 3 and sys.argv[1] == "--rest":
+        print(json.dumps(tree_memory_kib([int(pid) for pid in sys.argv[2:]])))
         return
     p = argparse.ArgumentParser()
-    p.add_argument("--pid", type=int, required=True)
+    p.add_argument("--pid", type=int, action="append", required=True,
+                   help="a root of the target's process trees (repeatable)")
     p.add_argument("--url", required=True)
     p.add_argument("--connections", type=int, required=True)
     p.add_argument("--duration", type=int, required=True)

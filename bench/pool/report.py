@@ -22,6 +22,9 @@ NAMES = {
     "shared-no-records": "PiCloud shared-worker (records off)",
     "per-invocation": "PiCloud per-invocation (records on)",
     "fork-exec": "fork+exec per request",
+    "php-fpm-2": "nginx + PHP-FPM (static, 2 children)",
+    "php-fpm-8": "nginx + PHP-FPM (static, 8 children)",
+    "fcgiwrap-cgi": "nginx + fcgiwrap (php-cgi per request)",
 }
 
 
@@ -93,8 +96,11 @@ def render(meta, points, probes):
     out.append("- CPU placement: nothing pinned. wrk (one thread) and the target share both vCPUs; "
                "the scheduler places the server, the zygote and the workers. The probe below is run "
                "twice, unpinned and with every process on CPU 0.")
-    out.append(f"- Every target has {meta['workers']} script threads or workers, and "
-               f"`PICLOUD_SCRIPT_CONCURRENCY={meta['workers']}` so one script may use all of them. "
+    out.append(f"- The baseline and PiCloud have {meta['workers']} script threads or workers "
+               f"(`PICLOUD_WORKERS={meta['workers']}`, `PICLOUD_SCRIPT_CONCURRENCY={meta['workers']}` so one "
+               f"script may use all of them); nginx has {meta['workers']} worker processes, fcgiwrap "
+               f"{meta['workers']} children, PHP-FPM the children its name says (`pm = static`, "
+               "`pm.max_requests = 1000`, OPcache on as Debian ships it). "
                "Loopback only; closed loop (each connection sends its next request when the "
                "previous one is answered).\n")
 
@@ -114,7 +120,9 @@ def render(meta, points, probes):
                            f"{r['p50_us']} | {r['p99_us']} | {fmt_ratio(p99)} | {r['errors']} | "
                            f"{cpu(r['target_cpu_s'])} | {cpu(r['loadgen_cpu_s'])} |")
     out.append("\nCPU is the share of one vCPU over the point's wall time (200 % is the whole machine): "
-               "the target's whole process tree (server, zygote, workers, CGI children) and wrk.\n")
+               "the target's whole process tree (server, zygote, workers, CGI children) and wrk. "
+               "fcgiwrap does not wait for its php-cgi children in a way that charges their CPU to it, "
+               "so its CPU reads low.\n")
 
     rest = {}
     for p in points:
@@ -164,11 +172,11 @@ def render(meta, points, probes):
             out.append(f"| {label} | " + " | ".join(f(p) for p in probes) + " |")
         out.append("")
 
-    out.append("Issue #3's targets, from this run:\n")
+    out.append("Targets (issue #3; issue #11 where the peers ran), from this run:\n")
     out.append("| target | measured | met |")
     out.append("|---|---|---|")
     for label, value, met in targets(by, probes):
-        out.append(f"| {label} | {value} | {'yes' if met else '**no**' if met is not None else 'not measured'} |")
+        out.append(f"| {label} | {value} | {'yes' if met else '**no**' if met is not None else '—'} |")
     return "\n".join(out) + "\n"
 
 
@@ -183,6 +191,10 @@ def targets(by, probes):
             return None
         return t[key] / b[key]
 
+    def at_rest(target):
+        p = next((p for p in by.values() if p["target"] == target and p.get("at_rest")), None)
+        return p["at_rest"]["pss_kib"] if p else None
+
     rows = []
     r = ratio("shared", BASELINE, "hello", 16)
     rows.append(("shared hello throughput at 16 ≥ 50 % of the baseline", fmt_ratio(r), None if r is None else r >= 0.5))
@@ -196,6 +208,18 @@ def targets(by, probes):
         r = ratio("per-invocation", "fork-exec", "hello", c)
         if r is not None:
             rows.append((f"per-invocation hello throughput at {c} ≥ 3 × fork+exec", fmt_ratio(r), r >= 3.0))
+    r = ratio("shared", "php-fpm-8", "hello", 16)
+    if r is not None:
+        rows.append(("issue #11: shared hello throughput at 16 ≥ 3 × nginx + PHP-FPM (8 children)", fmt_ratio(r), r >= 3.0))
+        r = ratio("shared", "php-fpm-8", "hello", 16, "p99_us")
+        rows.append(("issue #11: … with a lower p99", fmt_ratio(r), r < 1.0))
+    ours, theirs = at_rest("shared"), at_rest("php-fpm-2")
+    if ours and theirs:
+        rows.append(("issue #11: PiCloud's PSS at rest (server + zygote + workers) below PHP-FPM's with as many workers (+ nginx)",
+                     f"{ours / 1024:.1f} vs {theirs / 1024:.1f} MiB", ours < theirs))
+    r = ratio("shared", "php-fpm-8", "cpu", 16)
+    if r is not None:
+        rows.append(("issue #11: cpu at 16, PiCloud shared / PHP-FPM (8 children) (report only)", fmt_ratio(r), None))
     for p in probes:
         v = p["fork_to_ready_us"]["spawn"]["p50"]
         rows.append((f"fork-to-ready p50 < 1 ms ({p['placement']})", f"{v} µs", v < 1000))
