@@ -55,15 +55,24 @@ def fmt_ratio(x):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--points", required=True)
-    p.add_argument("--probes", required=True)
-    p.add_argument("--workers", type=int, required=True)
-    p.add_argument("--duration", type=int, required=True)
+    p.add_argument("--points")
+    p.add_argument("--probes")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--duration", type=int)
+    p.add_argument("--from-raw", help="re-render a saved run (its --raw file) instead")
     p.add_argument("--load-start", default="")
     p.add_argument("--load-end", default="")
     p.add_argument("--raw")
     p.add_argument("--docs")
     a = p.parse_args()
+    if a.from_raw:
+        with open(a.from_raw) as f:
+            saved = json.load(f)
+        text = render(saved["meta"], saved["points"], saved["probes"])
+        print(text)
+        if a.docs:
+            write_docs(a.docs, text)
+        return
     points = [json.loads(l) for l in open(a.points) if l.strip()]
     probes = [json.loads(l) for l in open(a.probes) if l.strip()]
     meta = {
@@ -104,8 +113,8 @@ def render(meta, points, probes):
                "Loopback only; closed loop (each connection sends its next request when the "
                "previous one is answered).\n")
 
-    out.append("| workload | conns | target | req/s | × baseline | p50 µs | p99 µs | p99 × baseline | errors | target CPU | wrk CPU |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    out.append("| workload | conns | target | req/s | × baseline | p50 µs | p99 µs | p99 × baseline | errors | target CPU | CPU µs/request | wrk CPU |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for workload in dict.fromkeys(p["workload"] for p in points):
         for c in sorted({p["connections"] for p in points if p["workload"] == workload}):
             base = by.get((BASELINE, workload, c))
@@ -118,11 +127,12 @@ def render(meta, points, probes):
                 cpu = lambda s: f"{100 * s / r['wall_s']:.0f} %"
                 out.append(f"| {workload} | {c} | {NAMES.get(target, target)} | {r['rps']:.0f} | {fmt_ratio(tput)} | "
                            f"{r['p50_us']} | {r['p99_us']} | {fmt_ratio(p99)} | {r['errors']} | "
-                           f"{cpu(r['target_cpu_s'])} | {cpu(r['loadgen_cpu_s'])} |")
+                           f"{cpu(r['target_cpu_s'])} | {per_request(r):.0f} | {cpu(r['loadgen_cpu_s'])} |")
     out.append("\nCPU is the share of one vCPU over the point's wall time (200 % is the whole machine): "
                "the target's whole process tree (server, zygote, workers, CGI children) and wrk. "
                "fcgiwrap does not wait for its php-cgi children in a way that charges their CPU to it, "
-               "so its CPU reads low.\n")
+               "so its CPU reads low. CPU µs/request is that CPU divided by the requests answered: "
+               "unlike req/s it does not depend on how much of the shared machine the point got.\n")
 
     rest = {}
     for p in points:
@@ -180,6 +190,11 @@ def render(meta, points, probes):
     return "\n".join(out) + "\n"
 
 
+def per_request(r):
+    """CPU microseconds the target's processes spent per answered request."""
+    return 1e6 * r["target_cpu_s"] / (r["rps"] * r["wall_s"]) if r["rps"] and r["wall_s"] else 0.0
+
+
 def mem(m):
     return f"{m['rss_kib']} / {m['pss_kib']} / {m['private_kib']} KiB"
 
@@ -191,6 +206,13 @@ def targets(by, probes):
             return None
         return t[key] / b[key]
 
+    def efficiency(target, base, workload, c):
+        """How many of the target's requests fit in the CPU of one of the base's (CPU µs per request, inverted)."""
+        t, b = by.get((target, workload, c)), by.get((base, workload, c))
+        if not t or not b or not per_request(t):
+            return None
+        return per_request(b) / per_request(t)
+
     def at_rest(target):
         p = next((p for p in by.values() if p["target"] == target and p.get("at_rest")), None)
         return p["at_rest"]["pss_kib"] if p else None
@@ -198,19 +220,30 @@ def targets(by, probes):
     rows = []
     r = ratio("shared", BASELINE, "hello", 16)
     rows.append(("shared hello throughput at 16 ≥ 50 % of the baseline", fmt_ratio(r), None if r is None else r >= 0.5))
+    e = efficiency("shared", BASELINE, "hello", 16)
+    if e is not None:
+        rows.append(("… the same in CPU per request (baseline µs ÷ shared µs; independent of the CPU share each point got)", fmt_ratio(e), e >= 0.5))
     r = ratio("shared", BASELINE, "hello", 16, "p99_us")
     rows.append(("shared hello p99 at 16 ≤ 2 × the baseline's", fmt_ratio(r), None if r is None else r <= 2.0))
     for c in (1, 16, 64):
         r = ratio("shared", BASELINE, "cpu", c)
+        e = efficiency("shared", BASELINE, "cpu", c)
         if r is not None:
             rows.append((f"shared cpu throughput at {c} ≥ 85 % of the baseline", fmt_ratio(r), r >= 0.85))
+        if e is not None:
+            rows.append((f"… in CPU per request at {c}", fmt_ratio(e), e >= 0.85))
     for c in (1, 16, 64):
         r = ratio("per-invocation", "fork-exec", "hello", c)
+        e = efficiency("per-invocation", "fork-exec", "hello", c)
         if r is not None:
             rows.append((f"per-invocation hello throughput at {c} ≥ 3 × fork+exec", fmt_ratio(r), r >= 3.0))
+        if e is not None:
+            rows.append((f"… in CPU per request at {c}", fmt_ratio(e), e >= 3.0))
     r = ratio("shared", "php-fpm-8", "hello", 16)
     if r is not None:
         rows.append(("issue #11: shared hello throughput at 16 ≥ 3 × nginx + PHP-FPM (8 children)", fmt_ratio(r), r >= 3.0))
+        e = efficiency("shared", "php-fpm-8", "hello", 16)
+        rows.append(("… in CPU per request", fmt_ratio(e), None if e is None else e >= 3.0))
         r = ratio("shared", "php-fpm-8", "hello", 16, "p99_us")
         rows.append(("issue #11: … with a lower p99", fmt_ratio(r), r < 1.0))
     ours, theirs = at_rest("shared"), at_rest("php-fpm-2")
