@@ -1,3 +1,13 @@
+-- With WRK_BODY_FILE set, every request POSTs that file as JSON.
+local body_file = os.getenv("WRK_BODY_FILE")
+if body_file and body_file ~= "" then
+  local f = assert(io.open(body_file, "rb"))
+  wrk.body = f:read("*a")
+  f:close()
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+end
+
 -- Prints wrk's result as one JSON line (latencies in microseconds).
 done = function(summary, latency, requests)
   local e = summary.errors

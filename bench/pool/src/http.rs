@@ -17,14 +17,14 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::any;
 use executor_core::InProcessExecutor;
 use orchestrator_core::{Orchestrator, OrchestratorConfig, ScriptCatalog};
 use shared::{
     CatalogUpdates as _, ExecutorClient, Invocation, InvocationId, InvocationOutput,
     InvocationRecord, InvocationSink, LimitsConfig, Outcome, ScriptRef,
 };
-use tokio::io::AsyncReadExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::workload::{self, Workload};
 
@@ -50,7 +50,7 @@ pub async fn serve_in_process(
     let executor: Arc<dyn ExecutorClient> = Arc::new(InProcessExecutor::with_threads(threads));
     let app = match kind {
         Baseline::Minimal => Router::new()
-            .route("/run/{workload}", get(run_in_process))
+            .route("/run/{workload}", any(run_in_process))
             .with_state(Arc::new(InProcess {
                 executor,
                 scripts: workload::ALL.map(|w| (w.name, w.script_ref())),
@@ -140,7 +140,7 @@ fn script_answer(output: InvocationOutput) -> Response {
 pub async fn serve_fork_exec(bind: SocketAddr) -> anyhow::Result<()> {
     let exe = Arc::new(std::env::current_exe().context("locating this binary")?);
     let app = Router::new()
-        .route("/run/{workload}", get(run_fork_exec))
+        .route("/run/{workload}", any(run_fork_exec))
         .with_state(exe);
     serve(bind, app).await
 }
@@ -148,39 +148,73 @@ pub async fn serve_fork_exec(bind: SocketAddr) -> anyhow::Result<()> {
 async fn run_fork_exec(
     State(exe): State<Arc<std::path::PathBuf>>,
     Path(name): Path<String>,
+    method: Method,
     uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
     if Workload::by_name(&name).is_none() {
         return (StatusCode::NOT_FOUND, "no such workload").into_response();
     }
-    match fork_exec(&exe, &name, uri.query().unwrap_or("")).await {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let request = CgiRequest {
+        workload: &name,
+        method: method.as_str(),
+        query: uri.query().unwrap_or(""),
+        content_type,
+        body: &body,
+    };
+    match fork_exec(&exe, &request).await {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")).into_response(),
     }
 }
 
-async fn fork_exec(exe: &std::path::Path, workload: &str, query: &str) -> anyhow::Result<Vec<u8>> {
+/// What a CGI child is told about its request.
+struct CgiRequest<'a> {
+    workload: &'a str,
+    method: &'a str,
+    query: &'a str,
+    content_type: &'a str,
+    body: &'a [u8],
+}
+
+async fn fork_exec(exe: &std::path::Path, request: &CgiRequest<'_>) -> anyhow::Result<Vec<u8>> {
     let mut child = tokio::process::Command::new(exe)
         .arg("run-once")
-        .arg(workload)
+        .arg(request.workload)
         .env_clear()
-        .env("REQUEST_METHOD", "GET")
-        .env("QUERY_STRING", query)
-        .stdin(Stdio::null())
+        .env("REQUEST_METHOD", request.method)
+        .env("QUERY_STRING", request.query)
+        .env("CONTENT_TYPE", request.content_type)
+        .env("CONTENT_LENGTH", request.body.len().to_string())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
         .context("spawning the script process")?;
-    let mut body = Vec::new();
-    child
+    let mut stdin = child.stdin.take().context("the child's stdin")?;
+    let mut stdout = child
         .stdout
         .take()
         .context("the child's stdout")?
-        .take(MAX_CHILD_OUTPUT_BYTES + 1)
-        .read_to_end(&mut body)
-        .await
-        .context("reading the child's output")?;
+        .take(MAX_CHILD_OUTPUT_BYTES + 1);
+    let mut body = Vec::new();
+    // Write the body while reading the answer, so neither pipe can fill up and stall.
+    let (written, read) = tokio::join!(
+        async {
+            let written = stdin.write_all(request.body).await;
+            drop(stdin);
+            written
+        },
+        stdout.read_to_end(&mut body)
+    );
+    written.context("writing the request body")?;
+    read.context("reading the child's output")?;
     let status = child.wait().await.context("waiting for the child")?;
     anyhow::ensure!(status.success(), "the script process failed: {status}");
     anyhow::ensure!(

@@ -28,13 +28,21 @@ pub const CPU: Workload = Workload {
     id: 0x0000_0000_0000_4000_8000_0000_0000_0002,
 };
 
+/// Takes the push-event fixture (`tests/fixtures/payloads/git-push-event.json`)
+/// as a JSON POST body.
+pub const JSON: Workload = Workload {
+    name: "json",
+    source: include_str!("../workloads/json.rhai"),
+    id: 0x0000_0000_0000_4000_8000_0000_0000_0004,
+};
+
 pub const TINY: Workload = Workload {
     name: "tiny",
     source: include_str!("../workloads/tiny.rhai"),
     id: 0x0000_0000_0000_4000_8000_0000_0000_0003,
 };
 
-pub const ALL: [Workload; 3] = [HELLO, CPU, TINY];
+pub const ALL: [Workload; 4] = [HELLO, CPU, JSON, TINY];
 
 impl Workload {
     pub fn by_name(name: &str) -> Option<Workload> {
@@ -72,6 +80,10 @@ mod tests {
     use super::*;
 
     fn run(w: Workload, query: &[(&str, &str)]) -> String {
+        run_with_body(w, query, "")
+    }
+
+    fn run_with_body(w: Workload, query: &[(&str, &str)], json_body: &str) -> String {
         let mut runtime = ScriptRuntime::new();
         let compiled = runtime
             .compile(w.source, &Limits::DEFAULTS)
@@ -83,6 +95,8 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            body: json_body.to_owned(),
+            body_is_json: !json_body.is_empty(),
             ..ScriptRequest::default()
         };
         let output = runtime.run(&compiled, &request, &Limits::DEFAULTS);
@@ -100,6 +114,15 @@ mod tests {
     fn cpu_sums_the_squares() {
         let expected: i64 = (0..10_000i64).map(|i| i * i).sum();
         assert_eq!(run(CPU, &[]), format!(r#"{{"sum":{expected}}}"#));
+    }
+
+    #[test]
+    fn json_summarises_the_push_fixture() {
+        let body = include_str!("../../../tests/fixtures/payloads/git-push-event.json");
+        assert_eq!(
+            run_with_body(JSON, &[], body),
+            r#"{"branch":"main","commits":2,"files":{"added":1,"modified":4,"removed":1},"pusher":"jdoe","repository":"acme/inventory"}"#
+        );
     }
 
     #[test]

@@ -34,10 +34,21 @@ impl Server {
 
     /// GETs `path` and returns the status and body.
     fn get(&self, path: &str) -> (u16, String) {
+        self.request("GET", path, "")
+    }
+
+    /// POSTs a JSON body to `path` and returns the status and body.
+    fn post_json(&self, path: &str, body: &str) -> (u16, String) {
+        self.request("POST", path, body)
+    }
+
+    fn request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
         let mut stream = TcpStream::connect(&self.addr).expect("connect");
         write!(
             stream,
-            "GET {path} HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
         )
         .expect("send");
         let mut response = String::new();
@@ -63,6 +74,8 @@ impl Drop for Server {
 }
 
 const SUM: &str = r#"{"sum":333283335000}"#;
+const PUSH: &str = include_str!("../../../tests/fixtures/payloads/git-push-event.json");
+const SUMMARY: &str = r#"{"branch":"main","commits":2,"files":{"added":1,"modified":4,"removed":1},"pusher":"jdoe","repository":"acme/inventory"}"#;
 
 #[test]
 fn in_process_baseline_runs_both_workloads() {
@@ -72,6 +85,10 @@ fn in_process_baseline_runs_both_workloads() {
         (200, r#"{"hello":"ada"}"#.to_owned())
     );
     assert_eq!(server.get("/run/cpu"), (200, SUM.to_owned()));
+    assert_eq!(
+        server.post_json("/run/json", PUSH),
+        (200, SUMMARY.to_owned())
+    );
     assert_eq!(server.get("/run/nope").0, 404);
 }
 
@@ -92,6 +109,10 @@ fn fork_exec_server_runs_a_process_per_request() {
         (200, r#"{"hello":"ada l"}"#.to_owned())
     );
     assert_eq!(server.get("/run/cpu"), (200, SUM.to_owned()));
+    assert_eq!(
+        server.post_json("/run/json", PUSH),
+        (200, SUMMARY.to_owned())
+    );
     assert_eq!(server.get("/run/nope").0, 404);
 }
 
