@@ -69,7 +69,8 @@ CONF
     PEER_PIDS+=($!)
 }
 
-# nginx + PHP-FPM with a static pool of $children workers.
+# nginx + PHP-FPM with a static pool of $children workers (PHP_FPM_EXTRA:
+# more pool settings, one per line).
 start_php_fpm() { # name children
     local dir="$WORK/$1" children=$2 port
     mkdir -p "$dir/www"
@@ -91,6 +92,7 @@ listen.mode = 0660
 pm = static
 pm.max_children = $children
 pm.max_requests = 1000
+${PHP_FPM_EXTRA:-}
 CONF
     "$PHP_FPM" --nodaemonize --fpm-config "$dir/php-fpm.conf" >"$dir/php-fpm.out" 2>&1 &
     PEER_PIDS+=($!)

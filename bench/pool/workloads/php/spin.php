@@ -1,0 +1,4 @@
+<?php
+// spin: never returns; PHP-FPM's request_terminate_timeout ends it.
+while (true) {
+}
