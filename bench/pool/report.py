@@ -134,6 +134,27 @@ def render(meta, points, probes):
                "so its CPU reads low. CPU µs/request is that CPU divided by the requests answered: "
                "unlike req/s it does not depend on how much of the shared machine the point got.\n")
 
+    peers = [t for t in dict.fromkeys(p["target"] for p in points) if t not in ("shared", "shared-no-records")]
+    if any(p["target"] == "shared" for p in points) and peers:
+        out.append("PiCloud shared-worker (records on) ÷ each target, throughput (and CPU per request, inverted), "
+                   "same workload and connections:\n")
+        out.append("| workload | conns | " + " | ".join(NAMES.get(t, t) for t in peers) + " |")
+        out.append("|---|---|" + "---|" * len(peers))
+        for workload in dict.fromkeys(p["workload"] for p in points):
+            for c in sorted({p["connections"] for p in points if p["workload"] == workload}):
+                ours = by.get(("shared", workload, c))
+                if not ours:
+                    continue
+                cells = []
+                for t in peers:
+                    r = by.get((t, workload, c))
+                    if not r or not r["rps"] or not per_request(ours):
+                        cells.append("—")
+                    else:
+                        cells.append(f"{ours['rps'] / r['rps']:.2f}× ({per_request(r) / per_request(ours):.2f}×)")
+                out.append(f"| {workload} | {c} | " + " | ".join(cells) + " |")
+        out.append("")
+
     rest = {}
     for p in points:
         rest.setdefault(p["target"], p.get("at_rest"))
