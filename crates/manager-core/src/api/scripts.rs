@@ -256,6 +256,25 @@ fn validate_origins(origins: Vec<String>) -> Result<Vec<String>, ApiError> {
     Ok(origins)
 }
 
+/// The database-free checks the create and update handlers apply to a body,
+/// exposed for the admin-body fuzz target (not an API).
+#[doc(hidden)]
+pub mod checks {
+    use super::{ApiError, Route, RouteInput};
+
+    pub fn route(input: RouteInput) -> Result<Route, ApiError> {
+        input.into_route()
+    }
+
+    pub fn origins(origins: Vec<String>) -> Result<Vec<String>, ApiError> {
+        super::validate_origins(origins)
+    }
+
+    pub fn concurrency(c: Option<u32>) -> Result<Option<u32>, ApiError> {
+        super::validate_concurrency(c)
+    }
+}
+
 #[utoipa::path(
     post, path = "/api/admin/scripts", tag = "scripts",
     request_body = CreateScript,
