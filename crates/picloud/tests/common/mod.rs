@@ -210,6 +210,17 @@ impl Server {
             .bearer_auth(TOKEN)
     }
 
+    /// `GET` an admin path with the token and its JSON body, whatever the status.
+    pub async fn admin_json(&self, path: &str) -> Value {
+        self.admin(reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Uploads a script; panics unless the server answers 201.
     pub async fn deploy(&self, name: &str, source: &str) -> Value {
         let r = self
@@ -231,6 +242,14 @@ impl Server {
     /// Stops the server with SIGTERM and waits for it.
     pub fn stop(mut self) -> std::process::ExitStatus {
         self.terminate()
+    }
+
+    /// Kills the server with SIGKILL (no shutdown of any kind) and reaps it.
+    /// Its data directory and PostgreSQL database go with `self` unless the
+    /// test owns them (`Options::data_dir`, `PICLOUD_DATABASE_URL` in `env`).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {
@@ -291,4 +310,36 @@ impl Server {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0)
     }
+}
+
+/// Children of `parent` whose command name (`/proc/<pid>/comm`) is `name`,
+/// e.g. the server's `picloud-zygote` and the zygote's `picloud-worker`s.
+pub fn children_named(parent: u32, name: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Some((comm, state, parent_pid)) = proc_stat(pid) else {
+            continue;
+        };
+        if parent_pid == parent && comm == name && state != 'Z' {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// `(command name, state, parent pid)` of a process, if it exists.
+pub fn proc_stat(pid: u32) -> Option<(String, char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, rest) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_owned();
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let parent = fields.next()?.parse().ok()?;
+    Some((comm, state, parent))
 }
