@@ -81,7 +81,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
-use rhai::{AST, Dynamic, Engine, OptimizationLevel, Scope};
+use rhai::{AST, Dynamic, Engine, EvalAltResult, OptimizationLevel, Scope};
 use shared::{
     CompileError, InvocationOutput, InvocationStats, Limits, Outcome, ScriptRequest, ScriptResponse,
 };
@@ -382,7 +382,9 @@ fn execute(
     if let Some(trip) = budget.check_now() {
         return Err(tripped(trip));
     }
-    let result = engine.eval_ast_with_scope::<Dynamic>(&mut scope, &script.ast);
+    let result = engine
+        .eval_ast_with_scope::<Dynamic>(&mut scope, &script.ast)
+        .or_else(exit_value);
     if let Some(trip) = budget.tripped() {
         return Err(tripped(trip));
     }
@@ -392,6 +394,16 @@ fn execute(
         return Err(tripped(trip));
     }
     Ok(response)
+}
+
+/// `exit(value)` ends the script with `value`. Rhai unwraps an exit only at
+/// the top level: one raised inside a closure that a native function (`map`,
+/// `reduce`, …) called back arrives wrapped in "error in call to function".
+fn exit_value(err: Box<EvalAltResult>) -> Result<Dynamic, Box<EvalAltResult>> {
+    match err.unwrap_inner() {
+        EvalAltResult::Exit(value, _) => Ok(value.clone()),
+        _ => Err(err),
+    }
 }
 
 fn time_limit_error(limits: &Limits) -> CompileError {

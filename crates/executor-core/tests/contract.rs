@@ -117,6 +117,26 @@ fn exit_ends_with_a_value() {
     assert_eq!(eval_text(r#"exit("early"); "late""#), "early");
 }
 
+#[test]
+fn exit_inside_native_callbacks_still_ends_with_its_value() {
+    // Rhai wraps the exit in "error in call to function 'map'" when it
+    // unwinds through a native function calling a closure back.
+    assert_eq!(
+        eval_text(r#"[1, 2].map(|x| exit("from map")); "late""#),
+        "from map"
+    );
+    assert_eq!(
+        eval_text(
+            r#"[3, 1].map(|x| [x, 2].reduce(|a, b| { if b == 2 { exit(`deep ${x}`); } a + b }, 0)); "late""#
+        ),
+        "deep 3"
+    );
+    assert_eq!(
+        eval_text(r#"fn f(x) { [x].filter(|y| exit(y * 2)) } f(21); "late""#),
+        "42"
+    );
+}
+
 // ---- request ----------------------------------------------------------------
 
 #[test]
