@@ -27,7 +27,7 @@ pub fn build(
         .map_err(|_| RequestError::BadRequest("request body is not valid UTF-8".into()))?;
     let body_is_json = is_json(headers) && !body.trim().is_empty();
     if body_is_json {
-        serde_json::from_str::<serde::de::IgnoredAny>(&body).map_err(|e| {
+        serde_json::from_str::<JsonShape>(&body).map_err(|e| {
             RequestError::BadRequest(format!("request body is not valid JSON: {e}"))
         })?;
     }
@@ -40,6 +40,56 @@ pub fn build(
         body,
         body_is_json,
     })
+}
+
+/// Walks a JSON document without keeping it. Unlike `IgnoredAny` it goes
+/// through `deserialize_any`, so `serde_json`'s recursion limit (128 levels,
+/// the one the worker parses `request.json` with) holds: a document nested
+/// deeper is a `400` here, not a `request.json` the script silently lacks.
+struct JsonShape;
+
+impl<'de> serde::Deserialize<'de> for JsonShape {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(JsonShape)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonShape {
+    type Value = JsonShape;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<JsonShape>()?.is_some() {}
+        Ok(self)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, JsonShape>()?
+            .is_some()
+        {}
+        Ok(self)
+    }
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -156,6 +206,11 @@ mod tests {
             )
             .is_err()
         );
+        // Nested deeper than the worker's parser goes: refused here.
+        let nested = |n: usize| Bytes::from(format!("{}{}", "[".repeat(n), "]".repeat(n)));
+        assert!(build(&Method::POST, &uri, &json, vec![], nested(100)).is_ok());
+        let deep = build(&Method::POST, &uri, &json, vec![], nested(100_000));
+        assert!(matches!(deep, Err(RequestError::BadRequest(m)) if m.contains("recursion")));
         let empty = build(&Method::GET, &uri, &json, vec![], Bytes::new()).unwrap();
         assert!(!empty.body_is_json);
         let vnd = headers(&[("content-type", "application/vnd.api+json")]);
