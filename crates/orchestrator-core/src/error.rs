@@ -15,6 +15,9 @@ pub enum RequestError {
     NotFound(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The client did not send the request (its body) in time.
+    #[error("{0}")]
+    Timeout(String),
     #[error("{0}")]
     Unavailable(String),
 }
@@ -31,6 +34,7 @@ impl RequestError {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }
     }

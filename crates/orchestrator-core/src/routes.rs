@@ -266,8 +266,15 @@ async fn read_body(
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         let is_limit = std::error::Error::source(&e)
             .is_some_and(<dyn std::error::Error>::is::<http_body_util::LengthLimitError>);
+        // The server's front fails a body that does not arrive in time with
+        // an I/O error of kind `TimedOut`.
+        let timed_out = std::iter::successors(std::error::Error::source(&e), |e| e.source())
+            .filter_map(|e| e.downcast_ref::<std::io::Error>())
+            .any(|e| e.kind() == std::io::ErrorKind::TimedOut);
         if is_limit {
             too_large()
+        } else if timed_out {
+            RequestError::Timeout("the request body did not arrive in time".into())
         } else {
             RequestError::BadRequest("the request body could not be read".into())
         }

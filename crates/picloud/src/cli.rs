@@ -159,6 +159,27 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
     #[arg(long, env = "PICLOUD_SHUTDOWN_GRACE_SECS", default_value = "30", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub shutdown_grace_secs: u64,
+    /// Milliseconds a client has to send a request's headers, counted from
+    /// the connection's start or its previous response (so it also closes
+    /// idle keep-alive connections).
+    #[arg(long, env = "PICLOUD_HEADER_READ_TIMEOUT_MS", default_value = "10000", value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub header_read_timeout_ms: u64,
+    /// Milliseconds a client has to send a request's whole body, counted from
+    /// the first time the server waits for it.
+    #[arg(long, env = "PICLOUD_BODY_READ_TIMEOUT_MS", default_value = "30000", value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub body_read_timeout_ms: u64,
+    /// Headers one request may carry (`431` past it).
+    #[arg(long, env = "PICLOUD_MAX_HEADERS", default_value = "100", value_parser = clap::value_parser!(u64).range(8..=10_000))]
+    pub max_headers: u64,
+    /// Bytes of a request's head, request line included (`431` past it).
+    #[arg(long, env = "PICLOUD_MAX_HEADER_BYTES", default_value = "65536", value_parser = clap::value_parser!(u64).range(1024..=262_144))]
+    pub max_header_bytes: u64,
+    /// Open connections per listener; past it new ones get `503` and are closed.
+    #[arg(long, env = "PICLOUD_MAX_CONNECTIONS", default_value = "1024", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    /// Invocations in flight at once on the data plane; past it `503`.
+    #[arg(long, env = "PICLOUD_MAX_IN_FLIGHT", default_value = "512", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_in_flight: u64,
 }
 
 fn parse_flag(s: &str) -> Result<bool, String> {

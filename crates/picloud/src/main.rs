@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod commands;
 mod dashboard;
+mod front;
 mod sandbox_gate;
 mod serve;
 mod telemetry;

@@ -4,7 +4,6 @@
 //! plane) and the executor (the worker pool) meet only through the `shared`
 //! traits; this function is the one place that knows all three.
 
-use std::future::IntoFuture as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +18,7 @@ use shared::{CatalogUpdates as _, ExecutorClient, InvocationSink, LimitsConfig};
 use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
+use crate::front;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     crate::telemetry::init(args.log_format);
@@ -80,18 +80,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     let control_plane =
         manager_core::api::router(Arc::clone(&admin), guard).merge(crate::dashboard::router());
-    let data_plane = orchestrator_core::router(orchestrator);
+    let data_plane = front::limit_in_flight(
+        orchestrator_core::router(orchestrator),
+        usize::try_from(args.max_in_flight).unwrap_or(usize::MAX),
+    );
+    let front = front_config(&args);
 
     // Set once SIGTERM/SIGINT arrives: every listener stops accepting.
     let (stopping, stop) = watch::channel(false);
     if let Some(bind) = args.metrics_bind {
         let metrics = manager_core::api::metrics::public_router(admin);
-        serve_extra("metrics", bind, metrics, stop.clone()).await?;
+        serve_extra("metrics", bind, metrics, front, stop.clone()).await?;
     }
     // The admin API and dashboard on their own address, off the public one.
     let app = match args.admin_bind {
         Some(bind) => {
-            serve_extra("admin", bind, control_plane, stop.clone()).await?;
+            serve_extra("admin", bind, control_plane, front, stop.clone()).await?;
             data_plane
         }
         None => data_plane.merge(control_plane),
@@ -103,11 +107,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     announce(addr);
     let streams = records.clone();
-    let serving = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let serving = front::serve(listener, app, front, async move {
         shutdown_signal().await;
         tracing::info!("shutting down: no new connections; finishing in-flight requests");
         // Live record streams never end by themselves; end them so the drain can.
@@ -116,7 +116,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     let grace = Duration::from_secs(args.shutdown_grace_secs);
     tokio::select! {
-        served = serving.into_future() => served.context("serving")?,
+        () = serving => {},
         () = grace_expired(stop, grace) => {
             tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; stopping anyway");
         }
@@ -162,6 +162,7 @@ async fn serve_extra(
     what: &'static str,
     bind: SocketAddr,
     app: axum::Router,
+    front: front::FrontConfig,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(bind)
@@ -178,17 +179,20 @@ async fn serve_extra(
         let stopped = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stopped)
-        .await
-        {
-            tracing::error!(error = %e, "the {what} listener failed");
-        }
+        front::serve(listener, app, front, stopped).await;
     });
     Ok(())
+}
+
+fn front_config(args: &ServeArgs) -> front::FrontConfig {
+    let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    front::FrontConfig {
+        header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+        body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
+        max_headers: size(args.max_headers),
+        max_header_bytes: size(args.max_header_bytes),
+        max_connections: size(args.max_connections),
+    }
 }
 
 fn records_config(args: &ServeArgs) -> RecordsConfig {
