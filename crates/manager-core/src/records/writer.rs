@@ -60,17 +60,11 @@ pub(super) async fn run(
         };
         let written = write(&shared, &repo, records).await;
         let charges = std::mem::take(&mut *shared.in_flight());
-        let (queued, (row_bytes, log_bytes)) = {
-            let mut buffer = shared.buffer();
-            buffer.release(charges);
-            (buffer.queued(), buffer.bytes())
-        };
+        shared.buffer().release(charges);
         let count = written.len() as u64;
         shared.written.fetch_add(count, Ordering::Relaxed);
         metrics::counter!(metric::WRITTEN).increment(count);
-        metrics::gauge!(metric::BUFFERED).set(as_f64(queued));
-        metrics::gauge!(metric::BUFFER_BYTES, "pool" => "rows").set(as_f64(row_bytes));
-        metrics::gauge!(metric::BUFFER_BYTES, "pool" => "logs").set(as_f64(log_bytes));
+        publish_gauges(&shared, 0);
         if shared.stream.receiver_count() > 0 {
             for record in written {
                 // No subscriber left is not an error: nobody is watching.
@@ -78,6 +72,19 @@ pub(super) async fn run(
             }
         }
     }
+}
+
+/// Sets the buffer gauges: records waiting (queued, plus `in_flight` in the
+/// batch being written) and the bytes they hold. Called after every batch and
+/// at every retry, so an outage shows as a growing backlog, not a frozen one.
+fn publish_gauges(shared: &Shared, in_flight: usize) {
+    let (queued, (row_bytes, log_bytes)) = {
+        let buffer = shared.buffer();
+        (buffer.queued(), buffer.bytes())
+    };
+    metrics::gauge!(metric::BUFFERED).set(as_f64(queued + in_flight));
+    metrics::gauge!(metric::BUFFER_BYTES, "pool" => "rows").set(as_f64(row_bytes));
+    metrics::gauge!(metric::BUFFER_BYTES, "pool" => "logs").set(as_f64(log_bytes));
 }
 
 /// The largest power of two not above `queued` or `max` (and at least 1).
@@ -112,6 +119,7 @@ async fn write(
                         return write_one_by_one(shared, repo, records).await;
                     }
                 }
+                publish_gauges(shared, records.len());
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(MAX_RETRY);
             }
