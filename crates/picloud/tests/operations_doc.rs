@@ -1,0 +1,282 @@
+//! The environment variable table in `docs/operations.md` against the code,
+//! so neither can drift: every `PICLOUD_*` variable the code reads has a
+//! row, every row names a variable the code reads, and the defaults the
+//! table states are the code's.
+//!
+//! Where the names come from:
+//! - the command line: `picloud <command> --help` for every command (clap
+//!   prints each option's `[env: NAME]` and `[default: VALUE]`), so a new
+//!   `serve` option with `env = "PICLOUD_..."` is picked up by itself;
+//! - the worker pool: the names `sandbox::PoolConfig::from_lookup` asks for;
+//! - the limits: the names `shared::LimitsConfig::from_lookup` asks for
+//!   (one row covers them all; `docs/limits.md`, generated from the same
+//!   table, lists each);
+//! - and, to catch a variable read any other way, every `"PICLOUD_..."`
+//!   string literal in the crates' sources.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test that cannot proceed should panic"
+)]
+
+mod common;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The one row that stands for every `PICLOUD_LIMIT_*` variable.
+const LIMITS_ROW: &str = "PICLOUD_LIMIT_<NAME>";
+const LIMITS_PREFIX: &str = "PICLOUD_LIMIT_";
+
+/// A row of the table: the variable and its default cell.
+#[derive(Debug)]
+struct Row {
+    default: String,
+}
+
+/// The rows of the table under `## Environment variables`.
+fn doc_rows() -> BTreeMap<String, Row> {
+    let text = std::fs::read_to_string(common::workspace().join("docs/operations.md")).unwrap();
+    let section = text
+        .split("\n## Environment variables")
+        .nth(1)
+        .expect("docs/operations.md has a `## Environment variables` section");
+    let section = section.split("\n## ").next().unwrap();
+    let mut rows = BTreeMap::new();
+    for line in section.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
+        assert_eq!(
+            cells.len(),
+            3,
+            "a row has variable | default | meaning: {line}"
+        );
+        let names: Vec<&str> = cells[0]
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|n| n.starts_with("PICLOUD_"))
+            .collect();
+        let name = match names.as_slice() {
+            [one] => (*one).to_owned(),
+            [a, b] if *a == LIMITS_ROW && *b == format!("{LIMITS_ROW}_MAX") => LIMITS_ROW.into(),
+            _ => panic!("one variable per row (only the limits row has two): {line}"),
+        };
+        let previous = rows.insert(
+            name.clone(),
+            Row {
+                default: cells[1].to_owned(),
+            },
+        );
+        assert!(previous.is_none(), "{name} has two rows");
+    }
+    assert!(!rows.is_empty(), "the environment variable table is empty");
+    rows
+}
+
+/// `picloud <args> --help`, with no `PICLOUD_*` in the environment (clap
+/// would print their values).
+fn help(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_picloud"))
+        .args(args)
+        .arg("--help")
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "picloud {args:?} --help failed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Every `[env: NAME]` of every command's help, with its `[default: V]` if any.
+fn cli_variables() -> BTreeMap<String, Option<String>> {
+    let mut found = BTreeMap::new();
+    let mut pending: Vec<Vec<String>> = vec![Vec::new()];
+    while let Some(path) = pending.pop() {
+        let args: Vec<&str> = path.iter().map(String::as_str).collect();
+        let text = help(&args);
+        for rest in text.split("[env: ").skip(1) {
+            let name = rest.split(['=', ']']).next().unwrap().to_owned();
+            let after = rest.split_once(']').map_or("", |(_, a)| a);
+            let default = after
+                .strip_prefix(" [default: ")
+                .and_then(|d| d.split_once(']'))
+                .map(|(d, _)| d.to_owned());
+            if let Some(earlier) = found.insert(name.clone(), default.clone()) {
+                assert_eq!(
+                    earlier, default,
+                    "{name} has two defaults on the command line"
+                );
+            }
+        }
+        if let Some(commands) = text.split("\nCommands:\n").nth(1) {
+            for line in commands.lines().take_while(|l| l.starts_with("  ")) {
+                let command = line.split_whitespace().next().unwrap();
+                if command != "help" {
+                    let mut sub = path.clone();
+                    sub.push(command.to_owned());
+                    pending.push(sub);
+                }
+            }
+        }
+    }
+    assert!(
+        found.contains_key("PICLOUD_BIND"),
+        "the help output changed shape: {found:?}"
+    );
+    found
+}
+
+/// The names `lookup`-style readers ask for.
+fn asked_for(read: impl FnOnce(&dyn Fn(&str) -> Option<String>)) -> BTreeSet<String> {
+    let asked = RefCell::new(BTreeSet::new());
+    read(&|name: &str| {
+        asked.borrow_mut().insert(name.to_owned());
+        None
+    });
+    asked.into_inner()
+}
+
+fn pool_config(pairs: &[(&str, &str)]) -> sandbox::PoolConfig {
+    sandbox::PoolConfig::from_lookup(PathBuf::from("picloud"), |k| {
+        pairs
+            .iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .unwrap_or_else(|e| panic!("{pairs:?}: {e}"))
+}
+
+/// Every `"PICLOUD_..."` literal in the sources of the crates that ship.
+fn source_literals() -> BTreeSet<String> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let root = common::workspace();
+    let mut files = Vec::new();
+    walk(&root.join("sandbox/src"), &mut files);
+    for krate in std::fs::read_dir(root.join("crates")).unwrap() {
+        let src = krate.unwrap().path().join("src");
+        if src.is_dir() {
+            walk(&src, &mut files);
+        }
+    }
+    let mut names = BTreeSet::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for rest in text.split("\"PICLOUD_").skip(1) {
+            let tail: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            // Only whole literals: `"PICLOUD_LIMIT_"` is a prefix the limits
+            // table completes (checked below through the table itself).
+            if rest[tail.len()..].starts_with('"') && !tail.is_empty() && !tail.ends_with('_') {
+                names.insert(format!("PICLOUD_{tail}"));
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn every_variable_the_code_reads_is_in_the_table_and_no_other() {
+    let rows = doc_rows();
+    let cli = cli_variables();
+    let pool = asked_for(|lookup| {
+        let _ = sandbox::PoolConfig::from_lookup(PathBuf::from("picloud"), lookup);
+    });
+    let limits = asked_for(|lookup| {
+        let _ = shared::LimitsConfig::from_lookup(lookup);
+    });
+    assert!(!limits.is_empty() && !pool.is_empty());
+
+    let mut code: BTreeSet<String> = cli.keys().cloned().collect();
+    code.extend(pool.iter().cloned());
+    code.extend(source_literals());
+    // The limits are one row, and docs/limits.md lists each.
+    let limits_doc = std::fs::read_to_string(common::workspace().join("docs/limits.md")).unwrap();
+    for name in limits.iter().chain(code.iter()) {
+        if name.starts_with(LIMITS_PREFIX) {
+            assert!(
+                limits_doc.contains(&format!("`{}`", name.trim_end_matches("_MAX"))),
+                "{name} is not in docs/limits.md (regenerate it from shared::limits::SPECS)"
+            );
+        }
+    }
+    code.retain(|n| !n.starts_with(LIMITS_PREFIX));
+    code.insert(LIMITS_ROW.into());
+
+    let documented: BTreeSet<String> = rows.keys().cloned().collect();
+    let missing: Vec<&String> = code.difference(&documented).collect();
+    let extra: Vec<&String> = documented.difference(&code).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "docs/operations.md's environment variable table is out of date:\n  \
+         read by the code but not in the table: {missing:?}\n  \
+         in the table but read nowhere: {extra:?}"
+    );
+}
+
+/// A default cell that is exactly one `` `value` `` states a value the code must have.
+fn literal(cell: &str) -> Option<&str> {
+    let inner = cell.strip_prefix('`')?.strip_suffix('`')?;
+    (!inner.contains('`')).then_some(inner)
+}
+
+#[test]
+fn the_defaults_in_the_table_are_the_code_s() {
+    let rows = doc_rows();
+    let mut checked = 0;
+
+    // The command line's: what clap prints.
+    for (name, default) in cli_variables() {
+        let Some(row) = rows.get(&name) else { continue };
+        match default.as_deref() {
+            Some("\"\"") => assert!(
+                row.default.starts_with("empty"),
+                "{name}: the code's default is empty, the table says {}",
+                row.default
+            ),
+            Some(value) => assert_eq!(
+                literal(&row.default),
+                Some(value),
+                "{name}: the code's default is `{value}`, the table says {}",
+                row.default
+            ),
+            None => assert!(
+                literal(&row.default).is_none(),
+                "{name} has no default in the code, the table says {}",
+                row.default
+            ),
+        }
+        checked += 1;
+    }
+
+    // The pool's: setting a variable to the default the table states
+    // changes nothing.
+    let pool = asked_for(|lookup| {
+        let _ = sandbox::PoolConfig::from_lookup(PathBuf::from("picloud"), lookup);
+    });
+    let unset = pool_config(&[]);
+    for name in pool.iter().filter(|n| !n.starts_with(LIMITS_PREFIX)) {
+        let Some(value) = rows.get(name).and_then(|r| literal(&r.default)) else {
+            continue;
+        };
+        assert_eq!(
+            pool_config(&[(name, value)]),
+            unset,
+            "{name}={value} (the table's default) is not the pool's default"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} defaults were checked");
+}
