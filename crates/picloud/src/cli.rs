@@ -177,6 +177,10 @@ pub struct ServeArgs {
     /// Open connections per listener; past it new ones get `503` and are closed.
     #[arg(long, env = "PICLOUD_MAX_CONNECTIONS", default_value = "1024", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
+    /// Milliseconds a response write may make no progress (a client that
+    /// stopped reading) before the connection is closed.
+    #[arg(long, env = "PICLOUD_WRITE_TIMEOUT_MS", default_value = "30000", value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub write_timeout_ms: u64,
     /// Invocations in flight at once on the data plane; past it `503`.
     #[arg(long, env = "PICLOUD_MAX_IN_FLIGHT", default_value = "512", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_in_flight: u64,

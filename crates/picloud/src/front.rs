@@ -9,6 +9,8 @@
 //! - A request body must arrive in full within the body read timeout of
 //!   being first read; past it the read fails (`408` on the data plane) and
 //!   the connection closes.
+//! - A response write that makes no progress for the write timeout (a client
+//!   that stopped reading) closes the connection.
 //! - Each listener holds at most `max_connections` connections. Past that
 //!   a few more are answered `503` + `Retry-After` with the JSON error body
 //!   and closed; past those, they are closed at once. Nothing waits in a
@@ -61,6 +63,7 @@ pub struct FrontConfig {
     pub max_headers: usize,
     pub max_header_bytes: usize,
     pub max_connections: usize,
+    pub write_timeout: Duration,
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then finishes the
@@ -93,7 +96,8 @@ pub async fn serve(
             let service = hyper::service::service_fn(move |request| {
                 app.clone().oneshot(to_router(request, peer, body_timeout))
             });
-            let conn = connection(&config).serve_connection(TokioIo::new(stream), service);
+            let io = WriteDeadline::new(TokioIo::new(stream), config.write_timeout);
+            let conn = connection(&config).serve_connection(io, service);
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
@@ -254,6 +258,93 @@ impl hyper::body::Body for DeadlineBody {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+/// A connection whose writes fail with `TimedOut` once one has made no
+/// progress for `timeout` (the client stopped reading its response).
+struct WriteDeadline<T> {
+    io: T,
+    timeout: Duration,
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl<T> WriteDeadline<T> {
+    fn new(io: T, timeout: Duration) -> Self {
+        Self {
+            io,
+            timeout,
+            stalled: None,
+        }
+    }
+
+    /// Passes a finished write through; after `Pending`, waits out the deadline.
+    fn watch<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<std::io::Result<R>>,
+    ) -> Poll<std::io::Result<R>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let timeout = self.timeout;
+        let deadline = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        ready!(deadline.as_mut().poll(cx));
+        Poll::Ready(Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client stopped reading the response",
+        )))
+    }
+}
+
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for WriteDeadline<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for WriteDeadline<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.watch(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.watch(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_flush(cx);
+        this.watch(cx, polled)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_shutdown(cx);
+        this.watch(cx, polled)
     }
 }
 

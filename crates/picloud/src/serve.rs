@@ -192,6 +192,7 @@ fn front_config(args: &ServeArgs) -> front::FrontConfig {
         max_headers: size(args.max_headers),
         max_header_bytes: size(args.max_header_bytes),
         max_connections: size(args.max_connections),
+        write_timeout: Duration::from_millis(args.write_timeout_ms),
     }
 }
 

@@ -309,6 +309,55 @@ async fn a_stalled_or_dripping_body_is_cut_off() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_its_response_is_cut_off() {
+    const MIB: u64 = 1024 * 1024;
+    let server = start(&[("PICLOUD_WRITE_TIMEOUT_MS", "1000")]);
+    // More than the kernel buffers of a connection whose reader never reads.
+    let id = deploy(
+        &server,
+        json!({ "name": "big", "source": "let s = \"\"; s.pad(parse_int(request.query.n), \"a\"); s",
+                "limits": { "string_bytes": 16 * MIB, "response_bytes": 16 * MIB,
+                            "memory_bytes": 256 * MIB, "wall_time_ms": 60_000 } }),
+    )
+    .await;
+    let mut stream = connect(&server);
+    stream
+        .write_all(&get(&format!("/api/execute/{id}?n={}", 12 * MIB)))
+        .unwrap();
+    // The response has begun; stop reading for long past the write
+    // timeout, then read what was sent before it.
+    let mut chunk = vec![0u8; 1 << 16];
+    let mut received = stream.read(&mut chunk).unwrap() as u64;
+    assert!(String::from_utf8_lossy(&chunk[..12]).starts_with("HTTP/1.1 200"));
+    std::thread::sleep(Duration::from_secs(4));
+    let started = Instant::now();
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => received += n as u64,
+        }
+        assert!(
+            started.elapsed() < LIVENESS,
+            "the stalled response never ended"
+        );
+    }
+    assert!(
+        received < 12 * MIB,
+        "the whole response waited for a client that did not read ({received} bytes)"
+    );
+
+    // A client that reads gets all of it.
+    let r = server
+        .client
+        .get(format!("{}?n={MIB}", server.execute(&id)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().len() as u64, MIB);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn too_many_or_too_large_headers_get_431() {
     let mut server = start(&[
         ("PICLOUD_MAX_HEADERS", "20"),
