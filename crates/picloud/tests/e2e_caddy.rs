@@ -41,18 +41,42 @@ struct Caddy {
 }
 
 impl Caddy {
-    /// Starts Caddy in front of `upstream` (`host:port`), with these extra
-    /// environment variables, and waits until it proxies `/healthz`.
+    /// Starts Caddy on `caddy/Caddyfile` in front of `upstream`
+    /// (`host:port`), with these extra environment variables, and waits
+    /// until it proxies `/healthz`.
     async fn start(upstream: &str, extra: &[(&str, &str)]) -> Self {
+        let port = free_port().to_string();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut env = vec![("CADDY_BIND", "127.0.0.1"), ("CADDY_PORT", port.as_str())];
+        env.extend_from_slice(extra);
+        Self::run(
+            "caddy/Caddyfile",
+            upstream,
+            &env,
+            base,
+            &reqwest::Client::new(),
+        )
+        .await
+    }
+
+    /// Runs the committed `file` with Caddy's environment set to `env`
+    /// (on top of the upstream, the dashboard and a throwaway state
+    /// directory), and waits until `client` gets `/healthz` through it at `base`.
+    async fn run(
+        file: &str,
+        upstream: &str,
+        env: &[(&str, &str)],
+        base: String,
+        client: &reqwest::Client,
+    ) -> Self {
         require_caddy();
         let dashboard = dashboard_build();
         let home = tempfile::tempdir().unwrap();
-        let port = free_port();
         let log = home.path().join("caddy.log");
         let out = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new("caddy");
         cmd.args(["run", "--adapter", "caddyfile", "--config"])
-            .arg(common::workspace().join("caddy/Caddyfile"))
+            .arg(common::workspace().join(file))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             // Caddy keeps its state under HOME / XDG_*: a throwaway one.
@@ -60,24 +84,22 @@ impl Caddy {
             .env("XDG_DATA_HOME", home.path().join("data"))
             .env("XDG_CONFIG_HOME", home.path().join("config"))
             .env("CADDY_ADMIN", "off")
-            .env("CADDY_BIND", "127.0.0.1")
-            .env("CADDY_PORT", port.to_string())
             .env("PICLOUD_UPSTREAM", upstream)
             .env("PICLOUD_DASHBOARD_DIR", &dashboard)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out);
-        for (k, v) in extra {
+        for (k, v) in env {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("caddy starts");
         let mut caddy = Self {
-            base: format!("http://127.0.0.1:{port}"),
+            base,
             child,
             log,
             _home: home,
         };
-        caddy.wait_ready().await;
+        caddy.wait_ready(client).await;
         caddy
     }
 
@@ -85,8 +107,7 @@ impl Caddy {
         format!("{}{path}", self.base)
     }
 
-    async fn wait_ready(&mut self) {
-        let client = reqwest::Client::new();
+    async fn wait_ready(&mut self, client: &reqwest::Client) {
         let deadline = Instant::now() + Duration::from_mins(1);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -459,6 +480,125 @@ async fn caddy_refuses_a_body_over_its_limit_before_picloud_sees_it() {
         2,
         "{records:#?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_production_caddyfile_serves_https_with_its_headers_and_hides_metrics() {
+    let server = Server::start_with(Options {
+        env: vec![("PICLOUD_TRUSTED_PROXIES".into(), "127.0.0.1".into())],
+        ..Options::default()
+    });
+    // `localhost` gets a certificate from Caddy's own CA: no network, no
+    // ACME. The ports are free ones instead of 80 and 443.
+    let (plain_port, tls_port) = (free_port(), free_port());
+    let https = reqwest::Client::builder()
+        .local_address(CLIENT)
+        .resolve(
+            "localhost",
+            std::net::SocketAddr::from(([127, 0, 0, 1], tls_port)),
+        )
+        .danger_accept_invalid_certs(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let caddy = Caddy::run(
+        "caddy/Caddyfile.prod",
+        host_port(&server.base),
+        &[
+            ("PICLOUD_DOMAIN", "localhost"),
+            ("CADDY_HTTP_PORT", &plain_port.to_string()),
+            ("CADDY_HTTPS_PORT", &tls_port.to_string()),
+        ],
+        format!("https://localhost:{tls_port}"),
+        &https,
+    )
+    .await;
+
+    // Plain HTTP redirects to HTTPS.
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("http://127.0.0.1:{plain_port}/api/admin/scripts"))
+        .header(header::HOST, "localhost")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    let location = r.headers()[header::LOCATION].to_str().unwrap();
+    assert!(location.starts_with("https://localhost"), "{location}");
+
+    // Every answer carries HSTS and the security headers, and no Server.
+    let page = https.get(caddy.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let headers = page.headers();
+    let hsts = headers[header::STRICT_TRANSPORT_SECURITY].to_str().unwrap();
+    assert!(hsts.contains("max-age=31536000"), "{hsts}");
+    assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
+    assert!(headers.get(header::SERVER).is_none());
+    let html = page.text().await.unwrap();
+    assert!(html.contains("http-equiv=\"content-security-policy\""));
+    // The dashboard compresses.
+    let r = https
+        .get(caddy.url("/"))
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip");
+
+    // The API works through it, and the record names the client.
+    let r = https
+        .post(caddy.url("/api/admin/scripts"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"name": "prod", "route": "GET /exec/prod", "source": "\"tls\""}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(r.headers().get(header::STRICT_TRANSPORT_SECURITY).is_some());
+    let r = https.get(caddy.url("/exec/prod")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "tls");
+    let records = records_of(&server, "prod", 1).await;
+    assert_eq!(records[0]["client_addr"], "127.0.0.2");
+
+    // /metrics is not public, with or without the token.
+    for token in [None, Some(TOKEN)] {
+        let mut request = https.get(caddy.url("/metrics"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status(), 404);
+        assert!(!r.text().await.unwrap().contains("picloud_"));
+    }
+
+    // The access log is JSON, one object per request.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = caddy.log_text();
+        let access: Vec<Value> = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| {
+                v["logger"]
+                    .as_str()
+                    .is_some_and(|l| l.starts_with("http.log.access"))
+            })
+            .collect();
+        if access.iter().any(|v| v["request"]["uri"] == "/exec/prod") {
+            assert!(
+                access
+                    .iter()
+                    .any(|v| v["status"] == 404 && v["request"]["uri"] == "/metrics")
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no JSON access log line:\n{log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The committed files' request body limit is PiCloud's own maximum.
