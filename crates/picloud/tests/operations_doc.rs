@@ -13,6 +13,10 @@
 //!   table, lists each);
 //! - and, to catch a variable read any other way, every `"PICLOUD_..."`
 //!   string literal in the crates' sources.
+//!
+//! Also: the packaging files (Dockerfile, compose, `.env.example`, the
+//! systemd unit, the Caddyfiles) name no variable that nothing reads, and
+//! the image's `HEALTHCHECK` command works against a real server.
 
 #![allow(
     clippy::unwrap_used,
@@ -279,4 +283,91 @@ fn the_defaults_in_the_table_are_the_code_s() {
         checked += 1;
     }
     assert!(checked >= 20, "only {checked} defaults were checked");
+}
+
+/// Names the packaging files use that only Caddy reads (its Caddyfiles'
+/// `{$NAME}` placeholders); every other `PICLOUD_*` there is PiCloud's.
+const CADDY_ONLY: [&str; 2] = ["PICLOUD_DOMAIN", "PICLOUD_UPSTREAM"];
+
+/// A misspelt variable in the Dockerfile, the compose file, `.env.example`,
+/// the systemd unit or a Caddyfile would be silently ignored: each one they
+/// name must be in the table (or be one of Caddy's own).
+#[test]
+fn the_packaging_files_name_only_real_variables() {
+    let rows = doc_rows();
+    let root = common::workspace();
+    let mut files: Vec<PathBuf> = [
+        "docker/Dockerfile",
+        "docker-compose.yml",
+        ".env.example",
+        "deploy/picloud.service",
+    ]
+    .iter()
+    .map(|f| root.join(f))
+    .collect();
+    for entry in std::fs::read_dir(root.join("caddy")).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    let limits_doc = std::fs::read_to_string(root.join("docs/limits.md")).unwrap();
+    let mut seen = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for rest in text.split("PICLOUD_").skip(1) {
+            let tail: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            if tail.is_empty() || tail.ends_with('_') {
+                continue; // prose: `PICLOUD_*`
+            }
+            let name = format!("PICLOUD_{tail}");
+            seen += 1;
+            if name.starts_with(LIMITS_PREFIX) {
+                assert!(
+                    limits_doc.contains(&format!("`{}`", name.trim_end_matches("_MAX"))),
+                    "{}: {name} is no limit",
+                    file.display()
+                );
+            } else {
+                assert!(
+                    rows.contains_key(&name) || CADDY_ONLY.contains(&name.as_str()),
+                    "{}: {name} is read by nothing",
+                    file.display()
+                );
+            }
+        }
+    }
+    assert!(seen > 20, "only {seen} names found");
+}
+
+/// The image's HEALTHCHECK command, run by bash as Docker would, against a
+/// real server: healthy while it answers, unhealthy once it is gone.
+#[test]
+fn the_image_health_check_asks_the_server() {
+    let dockerfile =
+        std::fs::read_to_string(common::workspace().join("docker/Dockerfile")).unwrap();
+    let exec_form = dockerfile
+        .split("HEALTHCHECK")
+        .nth(1)
+        .and_then(|rest| rest.split_once("CMD "))
+        .map(|(_, cmd)| cmd.lines().next().unwrap())
+        .expect("the Dockerfile has a HEALTHCHECK ... CMD [...]");
+    let argv: Vec<String> = serde_json::from_str(exec_form).unwrap();
+    assert_eq!(argv[..2], ["bash", "-c"], "{argv:?}");
+
+    let server = common::Server::start_with(common::Options::default());
+    let port = server.base.rsplit(':').next().unwrap().to_owned();
+    let check = || {
+        Command::new(&argv[0])
+            .args(&argv[1..])
+            .env_clear()
+            .env("PICLOUD_BIND", format!("0.0.0.0:{port}"))
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(check(), "healthy while the server runs");
+    let _ = server.stop();
+    assert!(!check(), "unhealthy once it is gone");
 }
