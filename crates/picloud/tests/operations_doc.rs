@@ -371,3 +371,40 @@ fn the_image_health_check_asks_the_server() {
     let _ = server.stop();
     assert!(!check(), "unhealthy once it is gone");
 }
+
+/// Caddy drops an idle upstream connection before PiCloud's idle limit
+/// (the header read timeout) would, or a request could meet a connection
+/// that PiCloud is closing.
+#[test]
+fn caddy_s_upstream_keepalive_is_shorter_than_picloud_s_idle_limit() {
+    let idle_ms: u64 = cli_variables()["PICLOUD_HEADER_READ_TIMEOUT_MS"]
+        .as_deref()
+        .expect("the header read timeout has a default")
+        .parse()
+        .unwrap();
+    for file in ["caddy/Caddyfile", "caddy/Caddyfile.prod"] {
+        let text = std::fs::read_to_string(common::workspace().join(file)).unwrap();
+        let proxies = text.matches("reverse_proxy ").count();
+        let keepalives: Vec<u64> = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("keepalive "))
+            .map(|v| {
+                v.trim()
+                    .strip_suffix('s')
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or_else(|| panic!("{file}: keepalive `{v}` is not whole seconds"))
+            })
+            .collect();
+        assert_eq!(
+            keepalives.len(),
+            proxies,
+            "{file}: a keepalive per reverse_proxy"
+        );
+        for seconds in keepalives {
+            assert!(
+                seconds * 1000 < idle_ms,
+                "{file}: keepalive {seconds}s is not below PiCloud's {idle_ms} ms"
+            );
+        }
+    }
+}
