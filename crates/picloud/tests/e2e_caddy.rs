@@ -210,6 +210,17 @@ fn referenced_paths(html: &str) -> Vec<String> {
     paths
 }
 
+/// Sends a call of a script: `200`, its invocation id and its JSON answer.
+async fn call(request: reqwest::RequestBuilder) -> (String, Value) {
+    let r = request.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let id = r.headers()["x-picloud-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    (id, r.json().await.unwrap())
+}
+
 async fn records_of(server: &Server, script: &str, n: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -368,42 +379,20 @@ async fn scripts_deploy_and_run_through_caddy_and_records_name_the_real_client()
     assert_eq!(r.status(), 401);
 
     // Called by its route and by id; the client claims another address.
-    let r = http
-        .get(caddy.url("/exec/greet/ada"))
-        .header("x-forwarded-for", "6.6.6.6")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let by_route = r.headers()["x-picloud-invocation-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"hello": "ada"}));
-    let r = http
-        .get(caddy.url(&format!("/api/execute/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let by_id = r.headers()["x-picloud-invocation-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-
+    let (by_route, body) = call(
+        http.get(caddy.url("/exec/greet/ada"))
+            .header("x-forwarded-for", "6.6.6.6"),
+    )
+    .await;
+    assert_eq!(body, json!({"hello": "ada"}));
+    let (by_id, _) = call(http.get(caddy.url(&format!("/api/execute/{id}")))).await;
     // The same forged header sent to PiCloud directly, from an address it
     // does not trust, is not believed either.
-    let r = http
-        .get(server.url("/exec/greet/direct"))
-        .header("x-forwarded-for", "6.6.6.6")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let direct = r.headers()["x-picloud-invocation-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let (direct, _) = call(
+        http.get(server.url("/exec/greet/direct"))
+            .header("x-forwarded-for", "6.6.6.6"),
+    )
+    .await;
 
     let records = records_of(&server, "greet", 3).await;
     assert_eq!(records.len(), 3, "{records:#?}");

@@ -152,6 +152,24 @@ fn pool_config(pairs: &[(&str, &str)]) -> sandbox::PoolConfig {
     .unwrap_or_else(|e| panic!("{pairs:?}: {e}"))
 }
 
+/// The `PICLOUD_*` names in `text`; with `quoted`, only whole string
+/// literals (`"PICLOUD_LIMIT_"`, a prefix the limits table completes, is
+/// none). A bare prefix (`PICLOUD_*` in prose) is never a name.
+fn picloud_names(text: &str, quoted: bool) -> Vec<String> {
+    let marker = if quoted { "\"PICLOUD_" } else { "PICLOUD_" };
+    text.split(marker)
+        .skip(1)
+        .filter_map(|rest| {
+            let tail: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            let whole = !quoted || rest[tail.len()..].starts_with('"');
+            (whole && !tail.is_empty() && !tail.ends_with('_')).then(|| format!("PICLOUD_{tail}"))
+        })
+        .collect()
+}
+
 /// Every `"PICLOUD_..."` literal in the sources of the crates that ship.
 fn source_literals() -> BTreeSet<String> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -176,17 +194,7 @@ fn source_literals() -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
-        for rest in text.split("\"PICLOUD_").skip(1) {
-            let tail: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
-                .collect();
-            // Only whole literals: `"PICLOUD_LIMIT_"` is a prefix the limits
-            // table completes (checked below through the table itself).
-            if rest[tail.len()..].starts_with('"') && !tail.is_empty() && !tail.ends_with('_') {
-                names.insert(format!("PICLOUD_{tail}"));
-            }
-        }
+        names.extend(picloud_names(&text, true));
     }
     names
 }
@@ -312,15 +320,7 @@ fn the_packaging_files_name_only_real_variables() {
     let mut seen = 0;
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
-        for rest in text.split("PICLOUD_").skip(1) {
-            let tail: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
-                .collect();
-            if tail.is_empty() || tail.ends_with('_') {
-                continue; // prose: `PICLOUD_*`
-            }
-            let name = format!("PICLOUD_{tail}");
+        for name in picloud_names(&text, false) {
             seen += 1;
             if name.starts_with(LIMITS_PREFIX) {
                 assert!(
