@@ -226,6 +226,7 @@ async fn every_call_gets_a_whole_current_version_through_deploy_update_rollback_
 }
 
 const ROUNDS: usize = 40;
+const WRITES_PER_ROUND: usize = 3;
 
 /// An update (or rollback) racing a delete of the same script: once both
 /// are answered and the delete succeeded, the script is gone from the data
@@ -239,8 +240,9 @@ async fn a_write_racing_a_delete_never_resurrects_the_script(db: Db) {
             .unwrap()
             .to_owned();
         let script = format!("/api/admin/scripts/{id}");
-        let write = async {
-            let request = if round % 2 == 0 {
+        // Updates and rollbacks at once, and the delete among them.
+        let writes = futures_util::future::join_all((0..WRITES_PER_ROUND).map(|w| {
+            let request = if (round + w) % 2 == 0 {
                 server
                     .admin(Method::PUT, &script)
                     .json(&json!({ "source": source("v2") }))
@@ -249,8 +251,8 @@ async fn a_write_racing_a_delete_never_resurrects_the_script(db: Db) {
                     .admin(Method::POST, &format!("{script}/rollback"))
                     .json(&json!({ "version": 1 }))
             };
-            request.send().await.unwrap().status().as_u16()
-        };
+            async move { request.send().await.unwrap().status().as_u16() }
+        }));
         let delete = async {
             server
                 .admin(Method::DELETE, &script)
@@ -260,11 +262,13 @@ async fn a_write_racing_a_delete_never_resurrects_the_script(db: Db) {
                 .status()
                 .as_u16()
         };
-        let (written, deleted) = tokio::join!(write, delete);
-        assert!(
-            matches!(written, 200 | 404),
-            "round {round}: write {written}"
-        );
+        let (written, deleted) = tokio::join!(writes, delete);
+        for status in &written {
+            assert!(
+                matches!(status, 200 | 404),
+                "round {round}: writes {written:?}"
+            );
+        }
         assert_eq!(deleted, 204, "round {round}");
         let stored = server.admin(Method::GET, &script).send().await.unwrap();
         assert_eq!(stored.status(), 404, "round {round}: still stored");
@@ -272,7 +276,7 @@ async fn a_write_racing_a_delete_never_resurrects_the_script(db: Db) {
         assert_eq!(
             r.status(),
             404,
-            "round {round}: deleted (write {written}), but still served: {}",
+            "round {round}: deleted (writes {written:?}), but still served: {}",
             r.text().await.unwrap()
         );
     }

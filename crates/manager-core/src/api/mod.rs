@@ -30,7 +30,9 @@ pub struct AdminState {
     pub executor: Arc<dyn ExecutorClient>,
     pub catalog: Arc<dyn CatalogUpdates>,
     pub limits: LimitsConfig,
-    /// Serialises writes that may claim a route (see `scripts::create`).
+    /// Serialises script writes, each with its catalog change: two writers
+    /// cannot both claim overlapping routes (see `scripts::create`), and a
+    /// save cannot re-add a script to the catalog after a delete removed it.
     pub route_writes: tokio::sync::Mutex<()>,
     /// The invocation record pipeline (live stream, per-script drop counts).
     pub records: crate::records::Records,

@@ -427,6 +427,9 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = find(&state, &id).await?.id;
+    // Under the writers' lock: a save finishing meanwhile cannot put the
+    // script back into the catalog after it was removed.
+    let _writes = state.route_writes.lock().await;
     if !state.repo.delete(id).await? {
         return Err(ApiError::NotFound(format!("no script with id {id}")));
     }

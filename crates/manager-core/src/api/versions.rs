@@ -121,6 +121,8 @@ pub async fn rollback(
             ))
         })?;
     state.check_source(&old.source, &old.limits).await?;
+    // Under the writers' lock, like every save (see `scripts::delete`).
+    let _writes = state.route_writes.lock().await;
     let restored = state
         .repo
         .update(
