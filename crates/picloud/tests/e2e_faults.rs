@@ -220,7 +220,7 @@ async fn killed_workers_and_zygote_fail_only_their_own_invocations() {
         }
     }
     let ok = calls.len() - failed.len();
-    assert!(ok > 100, "too little load to show anything: {ok} calls");
+    assert!(ok > 20, "too little load to show anything: {ok} calls");
     // A worker killed while running fails that one call, and a zygote's
     // death fails at most what its workers were running.
     assert!(
