@@ -161,8 +161,8 @@ impl Cluster {
         run(pg_ctl, "pg_ctl start");
     }
 
-    /// Stops the server the way an operator restarting it would (`-m fast`:
-    /// sessions are cut off, in-flight transactions roll back).
+    /// Stops the server: `fast` as an operator restarting it would (sessions
+    /// are cut off, in-flight transactions roll back), `immediate` as a crash.
     fn stop(&self, mode: &str) {
         let mut pg_ctl = self.command("pg_ctl");
         pg_ctl
@@ -453,7 +453,9 @@ async fn records_past_the_buffer_bound_are_dropped_and_counted() {
     let load = Load::start(&server, &server.execute(&id), 3);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    cluster.stop("fast");
+    // This time the server crashes (`-m immediate`: no goodbye to clients,
+    // crash recovery at the next start).
+    cluster.stop("immediate");
     // Keep calling until the buffer overflowed.
     let deadline = Instant::now() + Duration::from_mins(1);
     while metric(&server, "picloud_records_dropped_total").await == 0 {
