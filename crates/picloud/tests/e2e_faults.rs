@@ -188,7 +188,9 @@ async fn killed_workers_and_zygote_fail_only_their_own_invocations() {
     let workers_killed = killed.len();
 
     // Then the zygote: its workers die with it.
-    let orphans = children_named(zygote, "picloud-worker");
+    // (A child forked a moment ago may still bear the zygote's name.)
+    let mut orphans = children_named(zygote, "picloud-worker");
+    orphans.extend(children_named(zygote, "picloud-zygote"));
     signal(zygote, libc::SIGKILL);
     killed.extend(orphans.iter().copied());
     let new_zygote = wait_for_healed_pool(&server, zygote).await;
