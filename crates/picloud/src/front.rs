@@ -25,6 +25,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -93,10 +94,32 @@ pub async fn serve(
         if let Ok(permit) = Arc::clone(&connections).try_acquire_owned() {
             let app = app.clone();
             let body_timeout = config.body_read_timeout;
+            // Set once a request's body is dropped before its end.
+            let unread = Arc::new(AtomicBool::new(false));
+            let io = ConnIo::new(
+                TokioIo::new(stream),
+                config.write_timeout,
+                Arc::clone(&unread),
+            );
             let service = hyper::service::service_fn(move |request| {
-                app.clone().oneshot(to_router(request, peer, body_timeout))
+                let unread = Arc::clone(&unread);
+                let request = to_router(request, peer, body_timeout, Arc::clone(&unread));
+                let answered = app.clone().oneshot(request);
+                async move {
+                    let mut response = answered.await?;
+                    // hyper closes a connection whose request body was left
+                    // unread (a 413 on the announced length, a 503, a 408)
+                    // without saying so; a client that pooled it would send
+                    // its next request into the closing connection. (A body
+                    // hyper manages to drain after all costs one reconnect.)
+                    if unread.load(Ordering::Relaxed) {
+                        response
+                            .headers_mut()
+                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    }
+                    Ok::<_, Infallible>(response)
+                }
             });
-            let io = WriteDeadline::new(TokioIo::new(stream), config.write_timeout);
             let conn = connection(&config).serve_connection(io, service);
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
@@ -133,13 +156,15 @@ fn connection(config: &FrontConfig) -> http1::Builder {
 }
 
 /// The request as the router wants it: the peer address for `ConnectInfo`,
-/// the body behind its deadline.
+/// the body behind its deadline; `unread` is set if the body is dropped
+/// before its end.
 fn to_router(
     request: hyper::Request<Incoming>,
     peer: SocketAddr,
     body_timeout: Duration,
+    unread: Arc<AtomicBool>,
 ) -> Request {
-    let mut request = request.map(|body| Body::new(DeadlineBody::new(body, body_timeout)));
+    let mut request = request.map(|body| Body::new(DeadlineBody::new(body, body_timeout, unread)));
     request.extensions_mut().insert(ConnectInfo(peer));
     request
 }
@@ -163,6 +188,41 @@ async fn turn_away(stream: TcpStream, permit: OwnedSemaphorePermit) {
     });
     let _ = builder.serve_connection(TokioIo::new(stream), answer).await;
     drop(permit);
+}
+
+/// Descriptors kept for everything but client connections: workers' pipes,
+/// the database pool, log and data files.
+const OTHER_DESCRIPTORS: u64 = 512;
+
+/// Raises the soft limit on open files toward what `listeners` listeners of
+/// `max_connections` each need (up to the hard limit), and warns when even
+/// the hard limit is short: past it `accept` fails instead of answering `503`.
+pub fn ensure_descriptors(max_connections: usize, listeners: usize) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let per_listener = u64::try_from(max_connections).unwrap_or(u64::MAX);
+    let listeners = u64::try_from(listeners).unwrap_or(u64::MAX);
+    let needed = per_listener
+        .saturating_mul(listeners)
+        .saturating_add(OTHER_DESCRIPTORS);
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft >= needed {
+        return;
+    }
+    let raised = needed.min(hard);
+    let soft = match setrlimit(Resource::RLIMIT_NOFILE, raised, hard) {
+        Ok(()) => raised,
+        Err(_) => soft,
+    };
+    if soft < needed {
+        tracing::warn!(
+            open_files = soft,
+            needed,
+            "the open-file limit is below what PICLOUD_MAX_CONNECTIONS needs; \
+             raise it (e.g. LimitNOFILE= in a systemd unit) or lower the cap"
+        );
+    }
 }
 
 /// As `axum::serve` and hyper before it: a peer that gave up before its
@@ -214,14 +274,24 @@ struct DeadlineBody {
     body: Incoming,
     timeout: Duration,
     deadline: Option<Pin<Box<Sleep>>>,
+    unread: Arc<AtomicBool>,
+}
+
+impl Drop for DeadlineBody {
+    fn drop(&mut self) {
+        if !hyper::body::Body::is_end_stream(&self.body) {
+            self.unread.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 impl DeadlineBody {
-    fn new(body: Incoming, timeout: Duration) -> Self {
+    fn new(body: Incoming, timeout: Duration, unread: Arc<AtomicBool>) -> Self {
         Self {
             body,
             timeout,
             deadline: None,
+            unread,
         }
     }
 }
@@ -261,20 +331,37 @@ impl hyper::body::Body for DeadlineBody {
     }
 }
 
-/// A connection whose writes fail with `TimedOut` once one has made no
-/// progress for `timeout` (the client stopped reading its response).
-struct WriteDeadline<T> {
+/// How long, and how many bytes, a closing connection keeps reading a
+/// request body it left unread, so the client can read the answer instead
+/// of a reset (nginx's lingering close).
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 32 * 1024 * 1024;
+
+/// A client connection as hyper sees it, with two guards: a write that
+/// makes no progress for `write_timeout` (the client stopped reading) fails
+/// with `TimedOut`; and closing after a request body was left unread
+/// lingers, reading and discarding what the client still sends.
+struct ConnIo<T> {
     io: T,
-    timeout: Duration,
+    write_timeout: Duration,
     stalled: Option<Pin<Box<Sleep>>>,
+    unread: Arc<AtomicBool>,
+    lingering: Option<Lingering>,
 }
 
-impl<T> WriteDeadline<T> {
-    fn new(io: T, timeout: Duration) -> Self {
+struct Lingering {
+    until: Pin<Box<Sleep>>,
+    drained: usize,
+}
+
+impl<T> ConnIo<T> {
+    fn new(io: T, write_timeout: Duration, unread: Arc<AtomicBool>) -> Self {
         Self {
             io,
-            timeout,
+            write_timeout,
             stalled: None,
+            unread,
+            lingering: None,
         }
     }
 
@@ -288,7 +375,7 @@ impl<T> WriteDeadline<T> {
             self.stalled = None;
             return polled;
         }
-        let timeout = self.timeout;
+        let timeout = self.write_timeout;
         let deadline = self
             .stalled
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
@@ -300,7 +387,29 @@ impl<T> WriteDeadline<T> {
     }
 }
 
-impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for WriteDeadline<T> {
+impl<T: hyper::rt::Read + Unpin> ConnIo<T> {
+    /// Reads and discards until the client closes, or the linger's time or
+    /// bytes run out.
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(linger) = self.lingering.as_mut() else {
+            return Poll::Ready(());
+        };
+        let mut scratch = [std::mem::MaybeUninit::<u8>::uninit(); 8192];
+        while linger.drained < LINGER_BYTES && linger.until.as_mut().poll(cx).is_pending() {
+            let mut buf = hyper::rt::ReadBuf::uninit(&mut scratch);
+            match Pin::new(&mut self.io).poll_read(cx, buf.unfilled()) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                    linger.drained += buf.filled().len();
+                }
+                Poll::Ready(_) => break,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(())
+    }
+}
+
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for ConnIo<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -310,7 +419,7 @@ impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for WriteDeadline<T> {
     }
 }
 
-impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for WriteDeadline<T> {
+impl<T: hyper::rt::Read + hyper::rt::Write + Unpin> hyper::rt::Write for ConnIo<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -343,14 +452,37 @@ impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for WriteDeadline<T> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.io).poll_shutdown(cx);
-        this.watch(cx, polled)
+        if this.lingering.is_none() {
+            let polled = Pin::new(&mut this.io).poll_shutdown(cx);
+            ready!(this.watch(cx, polled))?;
+            if !this.unread.load(Ordering::Relaxed) {
+                return Poll::Ready(Ok(()));
+            }
+            this.lingering = Some(Lingering {
+                until: Box::pin(tokio::time::sleep(LINGER)),
+                drained: 0,
+            });
+        }
+        ready!(this.poll_linger(cx));
+        Poll::Ready(Ok(()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_open_file_limit_is_raised_toward_the_caps() {
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        let low = hard.min(256);
+        setrlimit(Resource::RLIMIT_NOFILE, low, hard).unwrap();
+        ensure_descriptors(1024, 2);
+        let (raised, _) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
+        assert_eq!(raised, hard.min(2 * 1024 + OTHER_DESCRIPTORS));
+    }
 
     #[test]
     fn invocations_are_the_data_plane_routes_only() {

@@ -85,6 +85,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         usize::try_from(args.max_in_flight).unwrap_or(usize::MAX),
     );
     let front = front_config(&args);
+    let listeners =
+        1 + usize::from(args.admin_bind.is_some()) + usize::from(args.metrics_bind.is_some());
+    front::ensure_descriptors(front.max_connections, listeners);
 
     // Set once SIGTERM/SIGINT arrives: every listener stops accepting.
     let (stopping, stop) = watch::channel(false);

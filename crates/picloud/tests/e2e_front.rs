@@ -414,6 +414,15 @@ async fn past_the_connection_cap_clients_get_503_with_retry_after() {
         assert_eq!(body["error"], "unavailable", "{body}");
         assert!(body["message"].as_str().unwrap().contains("connection"));
     }
+    // A request with a body is answered too, not reset.
+    let mut post = format!(
+        "POST /api/execute/x HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+        256 * 1024
+    )
+    .into_bytes();
+    post.extend(std::iter::repeat_n(b'a', 256 * 1024));
+    let r = exchange(&server, &post);
+    assert_eq!(r.status, 503, "{r:?}");
     // The held connections are still served.
     for s in &mut held {
         s.write_all(&get("/healthz")).unwrap();
@@ -557,6 +566,49 @@ async fn each_route_has_its_body_cap_up_to_the_operators_maximum() {
     }
     let r = post("/exec/small", 1000).await.unwrap();
     assert_eq!(r.text().await.unwrap(), "1000");
+
+    // Refused on its announced length, the body is left unread and the
+    // connection closes; the answer says so, so a client does not reuse it.
+    let raw_post = |n: usize| {
+        let mut req =
+            format!("POST /exec/small HTTP/1.1\r\nhost: x\r\ncontent-length: {n}\r\n\r\n")
+                .into_bytes();
+        req.extend(std::iter::repeat_n(b'a', n));
+        req
+    };
+    let mut conn = connect(&server);
+    conn.write_all(&raw_post(1000)).unwrap();
+    let r = read_response(&mut conn).unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("connection"), None, "{r:?}");
+    conn.write_all(&raw_post(2048)).unwrap();
+    let r = read_response(&mut conn).unwrap();
+    assert_eq!(r.status, 413, "{r:?}");
+    assert_eq!(r.header("connection"), Some("close"), "{r:?}");
+    assert!(closed_within(&mut conn, LIVENESS).0);
+
+    // A client still sending a large body it announced gets the 413, not a
+    // reset: the closing connection keeps reading for a moment.
+    let mut conn = connect(&server);
+    conn.write_all(
+        format!(
+            "POST /exec/small HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+            8 * MIB
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut writer = conn.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let chunk = vec![b'a'; 64 * 1024];
+        (0..128).try_for_each(|_| writer.write_all(&chunk))
+    });
+    let r = read_response(&mut conn).expect("the 413 arrives");
+    assert_eq!(r.status, 413, "{r:?}");
+    sender
+        .join()
+        .unwrap()
+        .expect("the body was cut off with a reset");
 
     // Above the operator's maximum is refused at deploy time.
     let r = server
@@ -793,4 +845,35 @@ async fn hostile_request_input_gets_a_clear_400() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_and_half_sent_connections_do_not_hold_shutdown_open() {
+    let server = start(&[("PICLOUD_HEADER_READ_TIMEOUT_MS", "2000")]);
+    // One connection that never sent a byte, one served and idle, one
+    // half-way through its request head.
+    let mut silent = connect(&server);
+    let mut idle = connect(&server);
+    idle.write_all(&get("/healthz")).unwrap();
+    assert_eq!(read_response(&mut idle).unwrap().status, 200);
+    let mut half = connect(&server);
+    half.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+        .unwrap();
+
+    let status = tokio::task::spawn_blocking(move || server.stop())
+        .await
+        .unwrap();
+    assert!(
+        status.success(),
+        "a graceful stop exits 0 in time: {status:?}"
+    );
+    for s in [&mut silent, &mut idle, &mut half] {
+        let (closed, got) = closed_within(s, LIVENESS);
+        assert!(closed, "a connection outlived the server");
+        assert!(
+            !String::from_utf8_lossy(&got).contains(" 200 "),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+    }
 }
