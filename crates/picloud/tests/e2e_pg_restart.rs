@@ -399,13 +399,30 @@ async fn while_postgres_is_away_scripts_run_admin_writes_get_503_and_records_wai
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
-    tokio::join!(create, update, list, backlog);
+    // Readiness says so (the data plane still serves, but writes cannot land).
+    let ready = async {
+        let r = server
+            .client
+            .get(server.url("/readyz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503, "{}", r.text().await.unwrap());
+    };
+    tokio::join!(create, update, list, backlog, ready);
     if let Some(rest) = Duration::from_secs(2).checked_sub(down.elapsed()) {
         tokio::time::sleep(rest).await;
     }
 
     cluster.start();
     create_when_back(&server, "after").await;
+    let r = server
+        .client
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     // The failed writes changed nothing; the script is still version 1.
     let steady = server.admin_json("/api/admin/scripts/steady").await;
     assert_eq!(steady["version"], 1, "{steady}");
