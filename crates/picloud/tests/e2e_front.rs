@@ -453,6 +453,20 @@ async fn past_the_connection_cap_clients_get_503_with_retry_after() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    let metrics = server
+        .admin(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("picloud_http_rejected_total{reason=\"connections\"}")),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -520,6 +534,20 @@ async fn past_the_in_flight_cap_invocations_get_503_while_others_run() {
     assert!(
         body["message"].as_str().unwrap().contains("in flight"),
         "{body}"
+    );
+    let metrics = server
+        .admin(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("picloud_http_rejected_total{reason=\"in_flight\"}")),
+        "{metrics}"
     );
     let r = server
         .client
