@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
@@ -285,6 +285,19 @@ async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+/// How long `/readyz` waits for one check. A database that is away can
+/// make a check wait for its connection pool's whole acquire timeout; a
+/// probe must get its `503` well before a typical probe timeout instead.
+const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs `check`, counting no answer within `timeout` as a failure.
+async fn check_within(check: &dyn HealthCheck, timeout: Duration) -> Result<(), String> {
+    match tokio::time::timeout(timeout, check.check()).await {
+        Ok(answer) => answer,
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+    }
+}
+
 async fn readyz(State(o): State<Arc<Orchestrator>>) -> Response {
     let status = o.executor.status();
     let mut problems = Vec::new();
@@ -295,7 +308,7 @@ async fn readyz(State(o): State<Arc<Orchestrator>>) -> Response {
         ));
     }
     for check in &o.health {
-        if let Err(e) = check.check().await {
+        if let Err(e) = check_within(check.as_ref(), HEALTH_CHECK_TIMEOUT).await {
             problems.push(format!("{}: {e}", check.name()));
         }
     }
@@ -310,4 +323,34 @@ async fn readyz(State(o): State<Arc<Orchestrator>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dependency that never answers, like a database behind a dead
+    /// connection while the pool keeps retrying.
+    struct Silent;
+
+    #[async_trait::async_trait]
+    impl HealthCheck for Silent {
+        fn name(&self) -> &'static str {
+            "silent"
+        }
+        async fn check(&self) -> Result<(), String> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_check_that_never_answers_counts_as_failed() {
+        let answer = tokio::time::timeout(
+            Duration::from_secs(30),
+            check_within(&Silent, Duration::from_millis(50)),
+        )
+        .await
+        .expect("check_within must give up on its own");
+        assert_eq!(answer, Err("no answer within 50 ms".to_owned()));
+    }
 }
