@@ -35,6 +35,7 @@ pub use cache::ScriptCache;
 pub use errors::MAX_MESSAGE_BYTES;
 #[cfg(feature = "in-process")]
 pub use in_process::InProcessExecutor;
+pub use logs::MAX_LOG_LINES;
 pub use runtime::{
     CompiledScript, MAX_OPTIMIZED_SOURCE_BYTES, MAX_RETAINED_BYTES, MIN_SCRIPT_STACK_BYTES,
     ScriptRuntime,

@@ -1,13 +1,19 @@
 //! The invocation's log: what `print`, `debug` and `log` write.
 //!
-//! Invariants: the kept lines total at most the cap in bytes; the first
-//! line that does not fit is kept as a prefix cut at a character boundary,
-//! and everything after it is dropped and counted. When anything was
+//! Invariants: the kept lines total at most the cap in bytes, and there are
+//! at most [`MAX_LOG_LINES`] of them (an empty line costs no bytes but is
+//! still a `String` in the worker, in the frame to the pool and in the
+//! record); the first line that does not fit is kept as a prefix cut at a
+//! character boundary (or, past the line count, dropped), and everything
+//! after it is dropped and counted. When anything was
 //! dropped, [`LogBuffer::finish`] appends exactly one marker line
 //! `[log truncated: N bytes dropped]` (the marker itself is not counted
 //! against the cap).
 
-/// Lines written during one invocation, capped in bytes.
+/// The most lines one invocation keeps (the truncation marker aside).
+pub const MAX_LOG_LINES: usize = 10_000;
+
+/// Lines written during one invocation, capped in bytes and in lines.
 #[derive(Debug, Default)]
 pub struct LogBuffer {
     lines: Vec<String>,
@@ -40,6 +46,11 @@ impl LogBuffer {
     pub fn push(&mut self, line: &str) {
         if self.truncated {
             self.dropped_bytes = self.dropped_bytes.saturating_add(line.len() as u64);
+            return;
+        }
+        if self.lines.len() == MAX_LOG_LINES {
+            self.truncated = true;
+            self.dropped_bytes = line.len() as u64;
             return;
         }
         let room = self.cap - self.kept_bytes;
@@ -104,6 +115,20 @@ mod tests {
         assert_eq!(out.lines, ["ab", "é", "[log truncated: 6 bytes dropped]"]);
         assert!(out.truncated);
         assert_eq!(out.bytes, 4);
+    }
+
+    #[test]
+    fn empty_lines_are_capped_by_count() {
+        let mut log = LogBuffer::default();
+        log.reset(100);
+        for _ in 0..MAX_LOG_LINES + 5 {
+            log.push("");
+        }
+        log.push("xy");
+        let out = log.finish();
+        assert_eq!(out.lines.len(), MAX_LOG_LINES + 1);
+        assert_eq!(out.lines[MAX_LOG_LINES], "[log truncated: 2 bytes dropped]");
+        assert!(out.truncated);
     }
 
     #[test]

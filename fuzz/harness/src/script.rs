@@ -9,13 +9,14 @@
 //! test-thread stack. Checked: no panic while compiling or running (the
 //! runtime catches them and reports `worker_crashed`, which counts as a
 //! crash here), no allocation past the hard cap (an abort), no `ok` outcome
-//! past the operation budget, responses and messages within their caps. A
+//! past the operation budget, responses, logs and messages within their
+//! caps. A
 //! run that ignores its wall deadline shows up as a libFuzzer timeout.
 
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Mutex, OnceLock};
 
-use executor_core::{MAX_MESSAGE_BYTES, ScriptRuntime, heap};
+use executor_core::{MAX_LOG_LINES, MAX_MESSAGE_BYTES, ScriptRuntime, heap};
 use shared::{Limits, Outcome, ScriptRequest};
 
 use crate::input::{FUZZ_LIMITS, script_source};
@@ -128,6 +129,26 @@ pub fn check(runtime: &mut ScriptRuntime, source: &str, limits: &Limits) -> Resu
         return Err(format!(
             "an error message of {} bytes is above the cap",
             message.len()
+        ));
+    }
+    // The log is bounded in bytes and in lines, whatever the outcome: each
+    // line is a `String` in the frame the pool decodes.
+    let kept = if out.logs_truncated {
+        &out.logs[..out.logs.len().saturating_sub(1)]
+    } else {
+        &out.logs[..]
+    };
+    if kept.len() > MAX_LOG_LINES {
+        return Err(format!(
+            "{} log lines kept, above the cap of {MAX_LOG_LINES}",
+            kept.len()
+        ));
+    }
+    let kept_bytes: usize = kept.iter().map(String::len).sum();
+    if kept_bytes as u64 > limits.log_bytes {
+        return Err(format!(
+            "{kept_bytes} log bytes kept, above the limit of {}",
+            limits.log_bytes
         ));
     }
     if out.outcome == Outcome::Ok {
