@@ -10,8 +10,7 @@
 //! `[log truncated: N bytes dropped]` (the marker itself is not counted
 //! against the cap).
 
-/// The most lines one invocation keeps (the truncation marker aside).
-pub const MAX_LOG_LINES: usize = 10_000;
+pub use shared::invocation::MAX_LOG_LINES;
 
 /// Lines written during one invocation, capped in bytes and in lines.
 #[derive(Debug, Default)]

@@ -8,7 +8,8 @@
 //! to [`MAX_CONTROL_BYTES`] is decoded as a control datagram in both
 //! directions. Checked: nothing panics; a decoded message re-encodes and
 //! decodes to itself; with the counting allocator on, reading and decoding
-//! never allocates more than the cap of the channel.
+//! allocates in proportion to the bytes received ([`allocation_bound`]) and
+//! never more than the cap of the channel.
 
 use std::io::Read;
 
@@ -81,9 +82,11 @@ pub fn frames(data: &[u8]) {
     drop(buf);
     if counting {
         let used = heap::peak_bytes().saturating_sub(base);
+        let bound = allocation_bound(data.len());
         assert!(
-            used <= MAX_FRAME_BYTES as u64,
-            "reading and decoding {} bytes of frames allocated {used} bytes, above the {MAX_FRAME_BYTES}-byte frame cap",
+            used <= bound,
+            "reading and decoding {} bytes of frames allocated {used} bytes, above {bound} \
+             (8 times the input plus 2 MiB, and never past the {MAX_FRAME_BYTES}-byte frame cap)",
             data.len()
         );
     }
@@ -102,6 +105,17 @@ pub fn frames(data: &[u8]) {
             datagram.len()
         );
     }
+}
+
+/// What reading and decoding `len` bytes of frames may allocate at its
+/// peak: proportional to what arrived (the reader's buffer grows by
+/// doubling, a decoded message holds its strings, the check re-encodes it),
+/// plus room for the lists a message may hold, and never more than the cap.
+pub fn allocation_bound(len: usize) -> u64 {
+    let len = len as u64;
+    len.saturating_mul(8)
+        .saturating_add(2 * 1024 * 1024)
+        .min(MAX_FRAME_BYTES as u64)
 }
 
 fn both_directions(payload: &[u8]) {
