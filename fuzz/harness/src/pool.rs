@@ -3,8 +3,9 @@
 //! workers, the framed protocol, the supervisor.
 //!
 //! The worker may die (that is what workers are for); the parent must not,
-//! and the next invocation must succeed: after every input a control script
-//! runs and must answer `ok`. The parent is this process, so a panic or
+//! every call must return an output (one caller never waits for a worker
+//! past the queue timeout), and the next invocation must succeed: after
+//! every input a control script runs and must answer `ok`. The parent is this process, so a panic or
 //! abort in the pool client, scheduler or supervisor is the crash. Coverage
 //! feedback only sees the parent's side (the workers are other processes),
 //! so this target leans on the corpus and dictionary of `script`.
@@ -86,8 +87,11 @@ impl PoolTarget {
         let fuzzed = script(&script_source(data), FUZZ_LIMITS);
         self.runtime.block_on(async {
             let request = crate::script::request();
-            // Whatever happens to the worker, the call returns.
-            let _ = self
+            // Whatever happens to the worker, the call returns an output:
+            // with one caller at a time the pool always has room, so a
+            // refusal (no worker within the queue timeout) is a failure.
+            let started = std::time::Instant::now();
+            let fuzzed = self
                 .pool
                 .invoke(Invocation {
                     id: InvocationId::new(),
@@ -95,6 +99,14 @@ impl PoolTarget {
                     request,
                 })
                 .await;
+            if let Err(e) = fuzzed {
+                panic!(
+                    "the input's invocation was refused after {:?}: {e}; status {:?}; metrics {:?}",
+                    started.elapsed(),
+                    self.pool.status(),
+                    self.pool.metrics()
+                );
+            }
             let out = self
                 .pool
                 .invoke(Invocation {
