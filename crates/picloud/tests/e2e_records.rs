@@ -167,6 +167,46 @@ async fn nothing_is_lost_across_a_graceful_restart_postgres() {
     nothing_is_lost_across_a_graceful_restart(Db::Postgres).await;
 }
 
+/// Ctrl-C in a terminal sends SIGINT to the whole foreground process group,
+/// not just to `picloud`: the zygote and its workers must not die of it, so
+/// the invocation in flight still finishes within the shutdown grace.
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_to_the_process_group_lets_in_flight_invocations_finish() {
+    let server = Server::start_with(Options {
+        own_process_group: true,
+        ..Options::default()
+    });
+    let slow = server
+        .admin(Method::POST, "/api/admin/scripts")
+        .json(&json!({
+            "name": "slow",
+            "source": "let n = 0; while n < 300000 { n += 1; } \"done\"",
+            "limits": { "wall_time_ms": 60_000 },
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let in_flight = tokio::spawn(server.client.get(server.execute(&slow)).send());
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let group = i32::try_from(server.pid()).unwrap();
+    // SAFETY: signals the process group this test created for the server.
+    unsafe {
+        libc::kill(-group, libc::SIGINT);
+    }
+    let response = in_flight.await.unwrap().unwrap();
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert_eq!((status.as_u16(), body.as_str()), (200, "done"));
+    let stopped = tokio::task::spawn_blocking(move || server.stop());
+    assert!(stopped.await.unwrap().success(), "SIGINT is a graceful stop");
+}
+
 /// Ten invocations of a script that fails every third time (ids of the failed ones).
 async fn flaky_script(server: &Server) -> (String, Vec<String>) {
     let id = server

@@ -361,6 +361,15 @@ async fn await_hello(shared: Arc<PoolShared>, mut handle: WorkerHandle, asked: I
             shared.start_succeeded();
             shared.add_fresh(handle);
         }
+        other if shared.closed.load(Ordering::SeqCst) => {
+            // Shutting down: the zygote ends its workers, starting ones too.
+            handle.kill();
+            tracing::debug!(
+                pid = handle.pid,
+                ?other,
+                "executor pool: a starting worker ended at shutdown"
+            );
+        }
         other => {
             handle.kill();
             let (report, tail) = handle.death(DEATH_REPORT_WAIT).await;

@@ -2,7 +2,8 @@
 //!
 //! No `fork` happens in the server: the zygote is a fresh `exec` of the host
 //! binary via `std::process::Command`, whose `pre_exec` only calls
-//! async-signal-safe functions (`dup2`, `fcntl`, `setrlimit`).
+//! async-signal-safe functions (`setsid`, `dup2`, `fcntl`,
+//! `setrlimit`).
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -45,6 +46,13 @@ pub(crate) fn launch(executable: &Path) -> Result<Launched, SandboxError> {
     // only async-signal-safe libc functions on values captured by copy.
     unsafe {
         command.pre_exec(move || {
+            // A session of its own: Ctrl-C in a terminal signals the whole
+            // foreground process group, and the zygote (with every worker,
+            // through their parent-death signal) must outlive the server's
+            // graceful shutdown, which ends it through its control socket.
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
             if zygote_fd == ZYGOTE_CONTROL_FD {
                 // dup2 onto itself would keep close-on-exec set.
                 if libc::fcntl(zygote_fd, libc::F_SETFD, 0) == -1 {

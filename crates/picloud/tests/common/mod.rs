@@ -104,6 +104,9 @@ pub struct Options {
     /// Reuse this data directory (restart tests).
     pub data_dir: Option<PathBuf>,
     pub token: Option<String>,
+    /// Start the server in a process group of its own, as a shell does with
+    /// a foreground job, so a test can signal the whole group like Ctrl-C.
+    pub own_process_group: bool,
 }
 
 impl Default for Options {
@@ -113,6 +116,7 @@ impl Default for Options {
             env: Vec::new(),
             data_dir: None,
             token: Some(TOKEN.to_owned()),
+            own_process_group: false,
         }
     }
 }
@@ -153,6 +157,9 @@ impl Server {
         }
         for (k, v) in &opts.env {
             cmd.env(k, v);
+        }
+        if opts.own_process_group {
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         }
         let mut child = cmd.spawn().expect("picloud starts");
         let stdout = child.stdout.take().unwrap();
