@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod commands;
 mod dashboard;
+mod data_dir;
 mod front;
 mod sandbox_gate;
 mod serve;

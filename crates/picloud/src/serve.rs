@@ -31,6 +31,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let limits = LimitsConfig::from_lookup(|k| std::env::var(k).ok()).context("limits")?;
+    // Refuse early, before anything is created or changed: a second server
+    // on the same data directory, or an address in use.
+    let _data_dir = crate::data_dir::lock(&args.data_dir)?;
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .with_context(|| format!("binding {} (PICLOUD_BIND or --bind)", args.bind))?;
 
     let repo = ScriptRepository::connect(&DbConfig {
         data_dir: args.data_dir.clone(),
@@ -104,9 +110,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => data_plane.merge(control_plane),
     };
 
-    let listener = tokio::net::TcpListener::bind(args.bind)
-        .await
-        .with_context(|| format!("binding {}", args.bind))?;
     let addr = listener.local_addr()?;
     announce(addr);
     let streams = records.clone();

@@ -291,3 +291,35 @@ async fn logs_prints_records_and_follows_new_ones() {
     let _ = follower.kill();
     let _ = follower.wait();
 }
+
+/// `picloud serve` against a data directory another server is using, or
+/// on an address in use: a clear one-line refusal, before anything in the
+/// directory is created or changed.
+#[test]
+fn a_second_server_on_the_same_data_directory_or_address_is_refused() {
+    let first = Server::start(Db::Sqlite);
+    let serve = |data_dir: &std::path::Path, bind: &str| {
+        Command::new(env!("CARGO_BIN_EXE_picloud"))
+            .arg("serve")
+            .env_clear()
+            .env("PICLOUD_DATA_DIR", data_dir)
+            .env("PICLOUD_BIND", bind)
+            .env("PICLOUD_ADMIN_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+    };
+
+    let out = serve(&first.data_dir, "127.0.0.1:0");
+    let err = one_line_error(&out);
+    assert!(err.contains("already using the data directory"), "{err}");
+    assert!(err.contains(&first.pid().to_string()), "{err}");
+
+    let other = tempfile::tempdir().unwrap();
+    let taken = first.base.trim_start_matches("http://");
+    let err = one_line_error(&serve(other.path(), taken));
+    assert!(err.contains(taken) && err.contains("PICLOUD_BIND"), "{err}");
+    // Refused before the database or an admin token was made.
+    assert!(!other.path().join("picloud.db").exists());
+    assert!(!other.path().join("admin-token").exists());
+    assert!(first.stop().success());
+}
