@@ -57,10 +57,12 @@ impl Client {
 
     /// A request to the admin API, with the token.
     pub fn admin(&self, method: Method, path: &str) -> anyhow::Result<RequestBuilder> {
-        let token = self
-            .token
-            .as_deref()
-            .ok_or_else(|| anyhow!("no admin token: set PICLOUD_ADMIN_TOKEN or pass --token"))?;
+        let token = self.token.as_deref().ok_or_else(|| {
+            anyhow!(
+                "no admin token: set PICLOUD_ADMIN_TOKEN, pass --token, or run where \
+                     the server's data directory is (./data/admin-token, or set PICLOUD_DATA_DIR)"
+            )
+        })?;
         Ok(self
             .http
             .request(method, self.url(&format!("/api/admin{path}")))
