@@ -145,9 +145,12 @@ impl Orchestrator {
         raw_id: &str,
         request: Request,
     ) -> Result<(Arc<ScriptRef>, shared::ScriptRequest, Option<IpAddr>), RequestError> {
-        let id: ScriptId = raw_id
-            .parse()
-            .map_err(|e: shared::IdParseError| RequestError::BadRequest(e.to_string()))?;
+        let id: ScriptId = raw_id.parse().map_err(|e: shared::IdParseError| {
+            RequestError::BadRequest(format!(
+                "{e}: /api/execute/ takes a script's id; to call a script by a path \
+                     of your own, give it a route under /exec/"
+            ))
+        })?;
         let script = self
             .resolver
             .by_id(id)
@@ -253,8 +256,11 @@ async fn read_body(
     body: Body,
     limit: u64,
 ) -> Result<Bytes, RequestError> {
-    let too_large =
-        || RequestError::PayloadTooLarge(format!("request body is larger than {limit} bytes"));
+    let too_large = || {
+        RequestError::PayloadTooLarge(format!(
+            "request body is larger than {limit} bytes, this script's request_body_bytes limit"
+        ))
+    };
     let announced = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

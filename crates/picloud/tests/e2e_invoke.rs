@@ -132,16 +132,22 @@ async fn bad_requests_get_clear_errors() {
         let b: Value = r.json().await.unwrap();
         assert!(b["error"].is_string() && b["message"].is_string(), "{b}");
     };
-    check(
-        server
-            .client
-            .get(server.execute("nope"))
-            .send()
-            .await
-            .unwrap(),
-        400,
-    )
-    .await;
+    let by_name = server
+        .client
+        .get(server.execute("nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_name.status(), 400);
+    let b: Value = by_name.json().await.unwrap();
+    // A name where an id belongs: the message says what to use instead.
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .contains("give it a route under /exec/"),
+        "{b}"
+    );
     check(
         server
             .client
