@@ -99,9 +99,16 @@ impl PoolTarget {
                     request,
                 })
                 .await;
-            if let Err(e) = fuzzed {
+            let refused = match &fuzzed {
+                Err(e) => Some(e.to_string()),
+                Ok(out) if out.outcome == Outcome::Overloaded => {
+                    Some(out.error.clone().unwrap_or_default())
+                }
+                Ok(_) => None,
+            };
+            if let Some(why) = refused {
                 panic!(
-                    "the input's invocation was refused after {:?}: {e}; status {:?}; metrics {:?}",
+                    "the input's invocation was refused after {:?}: {why}; status {:?}; metrics {:?}",
                     started.elapsed(),
                     self.pool.status(),
                     self.pool.metrics()

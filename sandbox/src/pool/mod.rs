@@ -125,8 +125,12 @@ impl PoolShared {
     /// Takes a worker out of the pool for good; the supervisor replaces it.
     fn retire(&self, key: ScriptId, worker: WorkerHandle, why: Retirement) {
         self.counters.retired(why);
-        drop(worker);
+        // Count the replacement before the worker's live token goes: the
+        // supervisor may fork it, and it may say Hello, as soon as the token
+        // is dropped; counted after, its arrival would be lost and waiters
+        // would wait for a worker that never comes instead of evicting.
         let evicted = self.lock().release_retired(key);
+        drop(worker);
         self.evicted(evicted);
     }
 
