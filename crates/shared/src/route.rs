@@ -21,6 +21,9 @@ pub const PREFIX: &str = "/exec";
 const MAX_PATTERN_LEN: usize = 512;
 const MAX_SEGMENTS: usize = 32;
 
+/// The methods a route may name (`ANY`, or none, matches every method).
+pub const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
 /// A route as stored and shown: `{"method": "POST", "path": "/exec/hooks/{id}"}`.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -81,7 +84,9 @@ pub enum RouteError {
     BadSegment(String),
     #[error("route parameter `{0}` appears twice")]
     DuplicateParam(String),
-    #[error("`{0}` is not an HTTP method")]
+    #[error(
+        "`{0}` is not an HTTP method a route can have (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, or ANY)"
+    )]
     BadMethod(String),
     #[error("path segment `{0}` is not allowed (traversal or encoded separator)")]
     Traversal(String),
@@ -119,10 +124,8 @@ impl Route {
             Some(m) if m.eq_ignore_ascii_case("any") => None,
             Some(m) => {
                 let upper = m.to_ascii_uppercase();
-                let token = !upper.is_empty()
-                    && upper.len() <= 16
-                    && upper.bytes().all(|b| b.is_ascii_uppercase());
-                if !token {
+                // A typo (`GTE`) would otherwise bind a route nobody can call.
+                if !METHODS.contains(&upper.as_str()) {
                     return Err(RouteError::BadMethod(m.chars().take(32).collect()));
                 }
                 Some(upper)
@@ -305,6 +308,20 @@ mod tests {
         assert_eq!(p.segments.len(), 4);
         assert_eq!(p.path(), "/exec/users/{id}/files/{*rest}");
         assert_eq!(pat(Some("any"), "/exec/x").method, None);
+        assert_eq!(
+            pat(Some("patch"), "/exec/x").method.as_deref(),
+            Some("PATCH")
+        );
+        for typo in ["GTE", "FETCH", "G3T", "PO ST"] {
+            let route = Route {
+                method: Some(typo.to_owned()),
+                path: "/exec/x".to_owned(),
+            };
+            assert!(
+                matches!(route.parse(), Err(RouteError::BadMethod(_))),
+                "{typo:?}"
+            );
+        }
         assert_eq!(
             Route::from_cli("GET /exec/a/{b}").unwrap().to_string(),
             "GET /exec/a/{b}"
