@@ -323,3 +323,37 @@ fn a_second_server_on_the_same_data_directory_or_address_is_refused() {
     assert!(!other.path().join("admin-token").exists());
     assert!(first.stop().success());
 }
+
+/// Logs written to a file or a pipe carry no terminal colour codes.
+#[test]
+fn server_logs_to_a_pipe_have_no_colour_codes() {
+    use std::io::{BufRead as _, BufReader, Read as _};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_picloud"))
+        .arg("serve")
+        .env_clear()
+        .env("PICLOUD_DATA_DIR", dir.path())
+        .env("PICLOUD_BIND", "127.0.0.1:0")
+        .env("PICLOUD_ADMIN_TOKEN", TOKEN)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "picloud exited");
+    }
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: signals the child this test started.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let mut logs = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(logs.contains("listening"), "{logs}");
+    assert!(!logs.contains('\u{1b}'), "{logs}");
+}

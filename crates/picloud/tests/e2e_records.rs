@@ -204,7 +204,10 @@ async fn ctrl_c_to_the_process_group_lets_in_flight_invocations_finish() {
     let body = response.text().await.unwrap();
     assert_eq!((status.as_u16(), body.as_str()), (200, "done"));
     let stopped = tokio::task::spawn_blocking(move || server.stop());
-    assert!(stopped.await.unwrap().success(), "SIGINT is a graceful stop");
+    assert!(
+        stopped.await.unwrap().success(),
+        "SIGINT is a graceful stop"
+    );
 }
 
 /// Ten invocations of a script that fails every third time (ids of the failed ones).
