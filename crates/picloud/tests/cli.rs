@@ -352,7 +352,12 @@ fn server_logs_to_a_pipe_have_no_colour_codes() {
         libc::kill(pid, libc::SIGTERM);
     }
     let mut logs = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
     assert!(child.wait().unwrap().success());
     assert!(logs.contains("listening"), "{logs}");
     assert!(!logs.contains('\u{1b}'), "{logs}");
