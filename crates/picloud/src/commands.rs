@@ -371,16 +371,20 @@ fn print_record(as_json: bool, r: &Value) -> anyhow::Result<()> {
         return Ok(());
     }
     let stats = &r["stats"];
-    println!(
-        "{}  {}  {} {}  wall {} µs  cpu {} µs  {}",
+    let line = format!(
+        "{}  {}  v{}  {} {}  {} {}  wall {} µs  cpu {} µs  {}",
         text(&r["started_at"]),
         text(&r["id"]),
+        text(&r["script_version"]),
+        text(&r["method"]),
+        text(&r["path"]),
         r["status"],
         text(&r["outcome"]),
         stats["wall_us"],
         stats["cpu_us"],
         r["error"].as_str().unwrap_or_default(),
     );
+    println!("{}", line.trim_end());
     for line in r["logs"].as_array().map(Vec::as_slice).unwrap_or_default() {
         println!("    {}", line.as_str().unwrap_or_default());
     }

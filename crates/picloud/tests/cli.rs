@@ -259,6 +259,9 @@ async fn logs_prints_records_and_follows_new_ones() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     assert!(printed.contains(" 200 ok "), "{printed}");
+    // Which version ran, and for what request; no trailing blanks.
+    assert!(printed.contains("  v1  POST /api/execute/"), "{printed}");
+    assert!(printed.lines().all(|l| l == l.trim_end()), "{printed:?}");
     assert!(
         printed.contains("invoice in_0Q3xT6pLr9cc22dd paid by cus_R2d2C3po"),
         "{printed}"
