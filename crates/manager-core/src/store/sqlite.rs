@@ -58,6 +58,7 @@ macro_rules! current_script {
 pub async fn connect(data_dir: &Path) -> Result<SqlitePool, StoreError> {
     create_private_dir(data_dir).await?;
     let path = data_dir.join(FILE_NAME);
+    create_private_file(&path).await?;
     let options = SqliteConnectOptions::new()
         .filename(&path)
         .create_if_missing(true)
@@ -92,6 +93,23 @@ async fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
             dir.display()
         ))
     })
+}
+
+/// The database file is made 0600 before SQLite opens it (SQLite gives its
+/// `-wal` and `-shm` files the same mode), so a copy of the directory's
+/// files (a backup) does not become readable by others. An existing file
+/// is left as it is.
+async fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true).mode(0o600);
+    match options.open(path).await {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(StoreError::Config(format!(
+            "cannot create {}: {err}",
+            path.display()
+        ))),
+    }
 }
 
 pub async fn ping(pool: &SqlitePool) -> Result<(), StoreError> {
@@ -275,6 +293,21 @@ async fn insert_version(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_database_files_are_private_to_the_server() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let pool = connect(dir.path()).await.unwrap();
+        sqlx::query("SELECT 1").execute(&pool).await.unwrap();
+        for name in [FILE_NAME.to_owned(), format!("{FILE_NAME}-wal")] {
+            let mode = std::fs::metadata(dir.path().join(&name))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
+    }
 
     #[tokio::test]
     async fn every_connection_is_wal_with_a_sync_per_commit() {
