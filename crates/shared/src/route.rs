@@ -82,6 +82,10 @@ pub enum RouteError {
         "route segment `{0}` is not a literal ([A-Za-z0-9._~-]), `{{name}}` or a final `{{*name}}`"
     )]
     BadSegment(String),
+    #[error(
+        "route path has an empty segment: it needs at least one segment after `/exec/`, and no `//` or trailing `/`"
+    )]
+    EmptySegment,
     #[error("route parameter `{0}` appears twice")]
     DuplicateParam(String),
     #[error(
@@ -161,6 +165,9 @@ impl Route {
 }
 
 fn parse_segment(seg: &str, last: bool) -> Result<Segment, RouteError> {
+    if seg.is_empty() {
+        return Err(RouteError::EmptySegment);
+    }
     let bad = || RouteError::BadSegment(seg.chars().take(64).collect());
     if let Some(inner) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
         let (wild, name) = match inner.strip_prefix('*') {
@@ -312,6 +319,13 @@ mod tests {
             pat(Some("patch"), "/exec/x").method.as_deref(),
             Some("PATCH")
         );
+        for empty in ["/exec/", "/exec//x", "/exec/x/"] {
+            let route = Route {
+                method: None,
+                path: empty.to_owned(),
+            };
+            assert_eq!(route.parse(), Err(RouteError::EmptySegment), "{empty}");
+        }
         for typo in ["GTE", "FETCH", "G3T", "PO ST"] {
             let route = Route {
                 method: Some(typo.to_owned()),
