@@ -15,6 +15,7 @@ use manager_core::records::{Records, RecordsConfig};
 use manager_core::store::{DbConfig, ScriptRepository};
 use orchestrator_core::{Orchestrator, OrchestratorConfig, ScriptCatalog};
 use shared::{CatalogUpdates as _, ExecutorClient, InvocationSink, LimitsConfig};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
@@ -30,6 +31,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let signals = ShutdownSignals::install()?;
     let limits = LimitsConfig::from_lookup(|k| std::env::var(k).ok()).context("limits")?;
     // Refuse early, before anything is created or changed: a second server
     // on the same data directory, or an address in use.
@@ -114,7 +116,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     announce(addr);
     let streams = records.clone();
     let serving = front::serve(listener, app, front, async move {
-        shutdown_signal().await;
+        signals.received().await;
         tracing::info!("shutting down: no new connections; finishing in-flight requests");
         // Live record streams never end by themselves; end them so the drain can.
         streams.close_streams();
@@ -238,23 +240,26 @@ fn announce(addr: SocketAddr) {
     tracing::info!(%addr, "listening");
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+/// SIGTERM and SIGINT, listened for from the start: a signal that arrives
+/// before the server is ready must stop it gracefully too, not kill it with
+/// the default action.
+struct ShutdownSignals {
+    term: Signal,
+    int: Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+        })
+    }
+
+    async fn received(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }

@@ -365,3 +365,38 @@ fn server_logs_to_a_pipe_have_no_colour_codes() {
     assert!(logs.contains("listening"), "{logs}");
     assert!(!logs.contains('\u{1b}'), "{logs}");
 }
+
+/// SIGTERM while the server is still starting (here: right after its
+/// database is open, before it listens) is a graceful stop, not a kill by
+/// the signal's default action.
+#[test]
+fn sigterm_during_start_up_is_a_graceful_stop() {
+    use std::io::{BufRead as _, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_picloud"))
+        .arg("serve")
+        .env_clear()
+        .env("PICLOUD_DATA_DIR", dir.path())
+        .env("PICLOUD_BIND", "127.0.0.1:0")
+        .env("PICLOUD_ADMIN_TOKEN", TOKEN)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("database ready") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "picloud exited");
+    }
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: signals the child this test started.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    // Drain the rest of the log so the child never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
