@@ -12,6 +12,10 @@ use crate::commands;
 
 /// PiCloud: upload Rhai scripts, get HTTP endpoints. Every invocation runs in
 /// a pre-forked, confined worker process with hard budgets.
+/// The highest `PICLOUD_MAX_HEADERS`: what a worker decodes at most.
+const MAX_HEADERS_CEILING: u64 = 4096;
+const _: () = assert!(MAX_HEADERS_CEILING == shared::invocation::MAX_DECODED_PAIRS as u64);
+
 #[derive(Parser)]
 #[command(version, about, args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -168,8 +172,10 @@ pub struct ServeArgs {
     /// the first time the server waits for it.
     #[arg(long, env = "PICLOUD_BODY_READ_TIMEOUT_MS", default_value = "30000", value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub body_read_timeout_ms: u64,
-    /// Headers one request may carry (`431` past it).
-    #[arg(long, env = "PICLOUD_MAX_HEADERS", default_value = "100", value_parser = clap::value_parser!(u64).range(8..=10_000))]
+    /// Headers one request may carry (`431` past it). At most
+    /// `shared::invocation::MAX_DECODED_PAIRS`: a worker refuses a request
+    /// with more header pairs than that.
+    #[arg(long, env = "PICLOUD_MAX_HEADERS", default_value = "100", value_parser = clap::value_parser!(u64).range(8..=MAX_HEADERS_CEILING))]
     pub max_headers: u64,
     /// Bytes of a request's head, request line included (`431` past it).
     #[arg(long, env = "PICLOUD_MAX_HEADER_BYTES", default_value = "65536", value_parser = clap::value_parser!(u64).range(1024..=262_144))]
