@@ -332,28 +332,14 @@ fn a_second_server_on_the_same_data_directory_or_address_is_refused() {
 fn server_logs_to_a_pipe_have_no_colour_codes() {
     use std::io::{BufRead as _, BufReader, Read as _};
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_picloud"))
-        .arg("serve")
-        .env_clear()
-        .env("PICLOUD_DATA_DIR", dir.path())
-        .env("PICLOUD_BIND", "127.0.0.1:0")
-        .env("PICLOUD_ADMIN_TOKEN", TOKEN)
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = serve_logging_to_a_pipe(dir.path(), std::process::Stdio::piped());
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     while !line.contains("listening on") {
         line.clear();
         assert!(stdout.read_line(&mut line).unwrap() > 0, "picloud exited");
     }
-    let pid = i32::try_from(child.id()).unwrap();
-    // SAFETY: signals the child this test started.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
-    }
+    sigterm(&child);
     let mut logs = String::new();
     child
         .stderr
@@ -373,30 +359,42 @@ fn server_logs_to_a_pipe_have_no_colour_codes() {
 fn sigterm_during_start_up_is_a_graceful_stop() {
     use std::io::{BufRead as _, BufReader};
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_picloud"))
-        .arg("serve")
-        .env_clear()
-        .env("PICLOUD_DATA_DIR", dir.path())
-        .env("PICLOUD_BIND", "127.0.0.1:0")
-        .env("PICLOUD_ADMIN_TOKEN", TOKEN)
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = serve_logging_to_a_pipe(dir.path(), std::process::Stdio::null());
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     while !line.contains("database ready") {
         line.clear();
         assert!(stderr.read_line(&mut line).unwrap() > 0, "picloud exited");
     }
+    sigterm(&child);
+    // Drain the rest of the log so the child never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
+
+/// `picloud serve` on a fresh data directory with its log (level info) on a pipe.
+fn serve_logging_to_a_pipe(
+    data_dir: &std::path::Path,
+    stdout: std::process::Stdio,
+) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_picloud"))
+        .arg("serve")
+        .env_clear()
+        .env("PICLOUD_DATA_DIR", data_dir)
+        .env("PICLOUD_BIND", "127.0.0.1:0")
+        .env("PICLOUD_ADMIN_TOKEN", TOKEN)
+        .env("RUST_LOG", "info")
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn sigterm(child: &std::process::Child) {
     let pid = i32::try_from(child.id()).unwrap();
     // SAFETY: signals the child this test started.
     unsafe {
         libc::kill(pid, libc::SIGTERM);
     }
-    // Drain the rest of the log so the child never blocks on a full pipe.
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status}");
 }

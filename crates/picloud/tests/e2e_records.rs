@@ -76,6 +76,27 @@ async fn wait_for_records(server: &Server, script: &str, n: usize) -> Vec<Value>
     }
 }
 
+/// A script that works for about a second and answers `done`, with a
+/// generous wall limit so a slow machine cannot turn it into a timeout.
+async fn deploy_slow(server: &Server) -> String {
+    server
+        .admin(Method::POST, "/api/admin/scripts")
+        .json(&json!({
+            "name": "slow",
+            "source": "let n = 0; while n < 300000 { n += 1; } \"done\"",
+            "limits": { "wall_time_ms": 60_000 },
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// 500 invocations and one still running at SIGTERM, then a restart: every
 /// record is there, exactly once.
 async fn nothing_is_lost_across_a_graceful_restart(db: Db) {
@@ -94,23 +115,7 @@ async fn nothing_is_lost_across_a_graceful_restart(db: Db) {
         .as_str()
         .unwrap()
         .to_owned();
-    // About a second of work; a generous wall limit so a slow machine cannot turn it into a timeout.
-    let slow = server
-        .admin(Method::POST, "/api/admin/scripts")
-        .json(&json!({
-            "name": "slow",
-            "source": "let n = 0; while n < 300000 { n += 1; } \"done\"",
-            "limits": { "wall_time_ms": 60_000 },
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let slow = deploy_slow(&server).await;
 
     let ids: HashSet<String> = invoke_many(&server, &server.execute(&hello), 500, 16)
         .await
@@ -176,22 +181,7 @@ async fn ctrl_c_to_the_process_group_lets_in_flight_invocations_finish() {
         own_process_group: true,
         ..Options::default()
     });
-    let slow = server
-        .admin(Method::POST, "/api/admin/scripts")
-        .json(&json!({
-            "name": "slow",
-            "source": "let n = 0; while n < 300000 { n += 1; } \"done\"",
-            "limits": { "wall_time_ms": 60_000 },
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let slow = deploy_slow(&server).await;
     let in_flight = tokio::spawn(server.client.get(server.execute(&slow)).send());
     tokio::time::sleep(Duration::from_millis(250)).await;
     let group = i32::try_from(server.pid()).unwrap();
