@@ -160,6 +160,134 @@ pub async fn read_frame_async<R: AsyncRead + Unpin>(
     Ok(())
 }
 
+/// Bytes asked of the socket per read when a frame's size does not call for
+/// more: a whole ordinary frame, header and payload, in one system call.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A buffered frame reader for one connection: each read asks the socket for
+/// as much as is there (so a frame usually costs one system call, not two),
+/// and bytes past the current frame are kept for the next call rather than
+/// lost. The caps are those of [`read_frame`]: the announced length is
+/// checked before the buffer grows for it, and the buffer grows by at most
+/// 64 KiB beyond the bytes that have actually arrived.
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    buf: Vec<u8>,
+    /// The unread bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    /// Bytes of the frame returned last, consumed at the next call.
+    returned: usize,
+}
+
+impl FrameReader {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forgets the frame returned last (the next read does so too); a buffer
+    /// grown past 1 MiB for it is freed when nothing else is held.
+    pub fn consume_returned(&mut self) {
+        self.start += std::mem::take(&mut self.returned);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            // A huge one-off frame's buffer does not live as long as the peer.
+            if self.buf.len() > 1024 * 1024 {
+                self.buf = Vec::new();
+            }
+        }
+    }
+
+    /// The length of the complete frame at the front, if it has arrived.
+    fn complete(&self, cap: usize) -> Result<Option<usize>, CodecError> {
+        let avail = &self.buf[self.start..self.end];
+        let Some(header) = avail.first_chunk::<HEADER_LEN>() else {
+            return Ok(None);
+        };
+        let total = HEADER_LEN + payload_len(*header, cap)?;
+        Ok((avail.len() >= total).then_some(total))
+    }
+
+    /// Makes room for the next read and returns where it may write.
+    fn spare(&mut self, cap: usize) -> Result<&mut [u8], CodecError> {
+        let avail = self.end - self.start;
+        let missing = match self.buf[self.start..self.end].first_chunk::<HEADER_LEN>() {
+            Some(header) => HEADER_LEN + payload_len(*header, cap)? - avail,
+            None => HEADER_LEN - avail,
+        };
+        let want = missing.clamp(READ_CHUNK, EAGER_RESERVE);
+        if self.start > 0 && self.end + want > self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.start = 0;
+            self.end = avail;
+        }
+        if self.buf.len() < self.end + want {
+            self.buf.resize(self.end + want, 0);
+        }
+        Ok(&mut self.buf[self.end..self.end + want])
+    }
+
+    fn frame(&mut self, total: usize) -> &[u8] {
+        self.returned = total;
+        &self.buf[self.start + HEADER_LEN..self.start + total]
+    }
+
+    fn at_eof(&self) -> CodecError {
+        if self.start == self.end {
+            CodecError::Closed
+        } else {
+            CodecError::Truncated
+        }
+    }
+
+    /// The next frame's payload from a blocking reader.
+    pub fn read_frame<R: Read>(&mut self, reader: &mut R, cap: usize) -> Result<&[u8], CodecError> {
+        self.consume_returned();
+        loop {
+            if let Some(total) = self.complete(cap)? {
+                return Ok(self.frame(total));
+            }
+            let spare = self.spare(cap)?;
+            match reader.read(spare) {
+                Ok(0) => return Err(self.at_eof()),
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The next frame's payload from an async reader.
+    pub async fn read_frame_async<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        cap: usize,
+    ) -> Result<&[u8], CodecError> {
+        self.consume_returned();
+        loop {
+            if let Some(total) = self.complete(cap)? {
+                return Ok(self.frame(total));
+            }
+            let spare = self.spare(cap)?;
+            match reader.read(spare).await? {
+                0 => return Err(self.at_eof()),
+                n => self.end += n,
+            }
+        }
+    }
+
+    /// Bytes held for frames not yet returned.
+    pub fn buffered(&self) -> usize {
+        self.end - self.start - self.returned
+    }
+
+    /// The buffer's size: what the reader holds in memory.
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+}
+
 /// Writes an encoded frame to an async writer.
 pub async fn write_frame_async<W: AsyncWrite + Unpin>(
     writer: &mut W,
@@ -251,6 +379,132 @@ mod tests {
         writer.await.unwrap();
         let end = read_frame_async(&mut b, &mut buf, MAX_FRAME_BYTES).await;
         assert!(matches!(end, Err(CodecError::Closed)), "{end:?}");
+    }
+
+    /// A reader that hands out its bytes in random-sized pieces, as a stream
+    /// socket may.
+    struct Dribble<'a> {
+        bytes: &'a [u8],
+        rng: StdRng,
+    }
+
+    impl Read for Dribble<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self
+                .rng
+                .random_range(1..=out.len().max(1))
+                .min(self.bytes.len())
+                .min(out.len());
+            out[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn the_buffered_reader_returns_back_to_back_frames_in_any_pieces() {
+        let mut rng = StdRng::seed_from_u64(0xf4a3e);
+        let msgs: Vec<Msg> = (0..500).map(|_| random_msg(&mut rng)).collect();
+        let mut stream = Vec::new();
+        let mut frame = Vec::new();
+        for m in &msgs {
+            encode_frame(m, &mut frame, MAX_FRAME_BYTES).unwrap();
+            stream.extend_from_slice(&frame);
+        }
+        for seed in 0..4 {
+            let mut dribble = Dribble {
+                bytes: &stream,
+                rng: StdRng::seed_from_u64(seed),
+            };
+            let mut reader = FrameReader::new();
+            for m in &msgs {
+                let payload = reader.read_frame(&mut dribble, MAX_FRAME_BYTES).unwrap();
+                assert_eq!(&decode_payload::<Msg>(payload).unwrap(), m);
+            }
+            let end = reader.read_frame(&mut dribble, MAX_FRAME_BYTES);
+            assert!(matches!(end, Err(CodecError::Closed)), "{end:?}");
+        }
+    }
+
+    #[test]
+    fn the_buffered_reader_agrees_with_the_plain_one_on_every_cut_and_on_garbage() {
+        let mut frame = Vec::new();
+        encode_frame(&Msg::Blob(vec![7; 300]), &mut frame, MAX_FRAME_BYTES).unwrap();
+        let same = |bytes: &[u8], cap: usize| {
+            let mut buf = Vec::new();
+            let plain = read_frame(&mut &bytes[..], &mut buf, cap).map(|()| buf);
+            let mut reader = FrameReader::new();
+            let buffered = reader.read_frame(&mut &bytes[..], cap).map(<[u8]>::to_vec);
+            match (plain, buffered) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                (a, b) => panic!("plain {a:?}, buffered {b:?}"),
+            }
+        };
+        for cut in 0..=frame.len() {
+            same(&frame[..cut], MAX_FRAME_BYTES);
+            same(&frame[..cut], 100);
+        }
+        let mut rng = StdRng::seed_from_u64(4);
+        for _ in 0..5_000 {
+            let mut junk = vec![0u8; rng.random_range(0..64)];
+            rng.fill_bytes(&mut junk);
+            same(&junk, 1 << 20);
+        }
+    }
+
+    #[test]
+    fn the_buffered_reader_refuses_big_frames_early_and_grows_only_with_the_bytes() {
+        let header = u32::MAX.to_le_bytes();
+        let mut reader = FrameReader::new();
+        let err = reader
+            .read_frame(&mut &header[..], MAX_FRAME_BYTES)
+            .unwrap_err();
+        assert!(matches!(err, CodecError::TooLarge { .. }), "{err:?}");
+        assert!(reader.capacity() <= READ_CHUNK, "{}", reader.capacity());
+
+        let mut bytes = u32::try_from(MAX_FRAME_BYTES)
+            .unwrap()
+            .to_le_bytes()
+            .to_vec();
+        bytes.extend_from_slice(&[0u8; 10]);
+        let mut reader = FrameReader::new();
+        let err = reader
+            .read_frame(&mut bytes.as_slice(), MAX_FRAME_BYTES)
+            .unwrap_err();
+        assert!(matches!(err, CodecError::Truncated), "{err:?}");
+        assert!(
+            reader.capacity() <= 2 * EAGER_RESERVE,
+            "{}",
+            reader.capacity()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_buffered_reader_streams_frames_over_a_real_socket() {
+        let (mut a, mut b) = tokio::net::UnixStream::pair().unwrap();
+        let mut rng = StdRng::seed_from_u64(8);
+        let msgs: Vec<Msg> = (0..200).map(|_| random_msg(&mut rng)).collect();
+        let sent = msgs.clone();
+        let writer = tokio::spawn(async move {
+            let mut frame = Vec::new();
+            for m in &sent {
+                encode_frame(m, &mut frame, MAX_FRAME_BYTES).unwrap();
+                write_frame_async(&mut a, &frame).await.unwrap();
+            }
+        });
+        let mut reader = FrameReader::new();
+        for m in &msgs {
+            let payload = reader
+                .read_frame_async(&mut b, MAX_FRAME_BYTES)
+                .await
+                .unwrap();
+            assert_eq!(&decode_payload::<Msg>(payload).unwrap(), m);
+        }
+        writer.await.unwrap();
+        let end = reader.read_frame_async(&mut b, MAX_FRAME_BYTES).await;
+        assert!(matches!(end, Err(CodecError::Closed)), "{end:?}");
+        assert_eq!(reader.buffered(), 0);
     }
 
     #[test]

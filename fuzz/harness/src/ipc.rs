@@ -15,8 +15,8 @@ use std::io::Read;
 
 use executor_core::heap;
 use sandbox::codec::{
-    CodecError, MAX_FRAME_BYTES, decode_payload, encode_frame, read_frame, read_frame_async,
-    split_frame,
+    CodecError, FrameReader, MAX_FRAME_BYTES, decode_payload, encode_frame, read_frame,
+    read_frame_async, split_frame,
 };
 use sandbox::protocol::{FromWorker, MAX_CONTROL_BYTES, ToWorker, ZygoteReply, ZygoteRequest};
 use serde::Serialize;
@@ -45,10 +45,49 @@ pub fn frames(data: &[u8]) {
 
     // The whole input as a stream of frames, split from one buffer.
     let mut rest = data;
-    while let Ok((payload, used)) = split_frame(rest, MAX_FRAME_BYTES) {
-        both_directions(payload);
-        rest = &rest[used..];
+    let mut split = Vec::new();
+    let split_end = loop {
+        match split_frame(rest, MAX_FRAME_BYTES) {
+            Ok((payload, used)) => {
+                both_directions(payload);
+                split.push(payload);
+                rest = &rest[used..];
+            }
+            Err(e) => break e.to_string(),
+        }
+    };
+
+    // The buffered reader both sides use, fed in pieces and as one stream:
+    // the same frames, in order, and the same end as splitting.
+    let step = usize::from(data.last().copied().unwrap_or(1) % 13) + 1;
+    let mut reader = FrameReader::new();
+    let mut pieces = Pieces { data, step };
+    for expected in &split {
+        let got = reader.read_frame(&mut pieces, MAX_FRAME_BYTES);
+        assert_eq!(got.ok(), Some(*expected), "buffered reader lost a frame");
     }
+    let end = reader
+        .read_frame(&mut pieces, MAX_FRAME_BYTES)
+        .map(<[u8]>::len);
+    assert_eq!(end.map_err(|e| e.to_string()), Err(split_end.clone()));
+    assert!(
+        reader.capacity() <= data.len() + 2 * 64 * 1024,
+        "buffered reader over-allocated"
+    );
+    drop(reader);
+    let mut reader = FrameReader::new();
+    let mut stream = data;
+    for expected in &split {
+        let got = crate::ready(reader.read_frame_async(&mut stream, MAX_FRAME_BYTES));
+        assert_eq!(
+            got.ok(),
+            Some(*expected),
+            "async buffered reader lost a frame"
+        );
+    }
+    let end = crate::ready(reader.read_frame_async(&mut stream, MAX_FRAME_BYTES)).map(<[u8]>::len);
+    assert_eq!(end.map_err(|e| e.to_string()), Err(split_end));
+    drop(reader);
 
     // The worker's blocking reader, fed in pieces.
     let step = usize::from(data.first().copied().unwrap_or(1) % 7) + 1;

@@ -21,7 +21,7 @@ use shared::ScriptId;
 use tokio::sync::{Notify, oneshot};
 
 use super::scheduler::Schedulable;
-use crate::codec::{CodecError, decode_payload, encode_frame, read_frame_async, write_frame_async};
+use crate::codec::{CodecError, FrameReader, decode_payload, encode_frame, write_frame_async};
 use crate::death::Death;
 use crate::protocol::{FromWorker, ScriptKey, ToWorkerRef};
 
@@ -60,9 +60,10 @@ pub(crate) struct WorkerHandle {
     stream: Stream,
     stderr: OwnedFd,
     pidfd: Option<OwnedFd>,
+    statm: Option<std::fs::File>,
     exit: oneshot::Receiver<ExitReport>,
     exit_seen: Option<ExitReport>,
-    inbuf: Vec<u8>,
+    reader: FrameReader,
     outbuf: Vec<u8>,
     /// Invocations served, this one included once it ends.
     pub served: u64,
@@ -121,9 +122,10 @@ impl WorkerHandle {
             stream: Stream::try_from(socket)?,
             stderr,
             pidfd,
+            statm: None,
             exit,
             exit_seen: None,
-            inbuf: Vec::new(),
+            reader: FrameReader::new(),
             outbuf: Vec::new(),
             served: 0,
             recycle_after,
@@ -146,12 +148,10 @@ impl WorkerHandle {
     }
 
     pub(crate) async fn recv(&mut self, cap: usize) -> Result<FromWorker, CodecError> {
-        read_frame_async(&mut &self.stream, &mut self.inbuf, cap).await?;
-        let msg = decode_payload(&self.inbuf);
+        let payload = self.reader.read_frame_async(&mut &self.stream, cap).await?;
+        let msg = decode_payload(payload);
         // Keep a huge one-off frame's buffer from living as long as the worker.
-        if self.inbuf.capacity() > 1024 * 1024 {
-            self.inbuf = Vec::new();
-        }
+        self.reader.consume_returned();
         msg
     }
 
@@ -224,9 +224,17 @@ impl WorkerHandle {
         out
     }
 
-    /// Resident set size from `/proc/<pid>/statm`, if readable.
-    pub(crate) fn rss_bytes(&self) -> Option<u64> {
-        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.pid)).ok()?;
+    /// Resident set size from `/proc/<pid>/statm`, if readable. The file is
+    /// opened once and re-read in place: a check costs one `pread`, and an
+    /// open file keeps naming this worker even if its pid is reused.
+    pub(crate) fn rss_bytes(&mut self) -> Option<u64> {
+        use std::os::unix::fs::FileExt as _;
+        if self.statm.is_none() {
+            self.statm = std::fs::File::open(format!("/proc/{}/statm", self.pid)).ok();
+        }
+        let mut buf = [0u8; 128];
+        let n = self.statm.as_ref()?.read_at(&mut buf, 0).ok()?;
+        let statm = std::str::from_utf8(buf.get(..n)?).ok()?;
         let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
         // SAFETY: sysconf has no preconditions.
         let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;

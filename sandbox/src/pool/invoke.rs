@@ -278,7 +278,7 @@ fn checked(mut output: InvocationOutput, limits: &Limits) -> Result<InvocationOu
 }
 
 fn recycle_reason(
-    worker: &WorkerHandle,
+    worker: &mut WorkerHandle,
     output: &InvocationOutput,
     config: &crate::config::PoolConfig,
 ) -> Option<Retirement> {

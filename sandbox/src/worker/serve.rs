@@ -12,7 +12,7 @@ use shared::{InvocationId, InvocationOutput, Outcome};
 
 use super::cache::AstCache;
 use crate::codec::{
-    CodecError, MAX_FRAME_BYTES, decode_payload, encode_frame, read_frame, write_frame,
+    CodecError, FrameReader, MAX_FRAME_BYTES, decode_payload, encode_frame, write_frame,
 };
 use crate::error::SandboxError;
 use crate::protocol::{FromWorker, PROTOCOL_VERSION, ToWorker};
@@ -24,7 +24,7 @@ const CACHE_SOURCE_BYTES: usize = 8 * 1024 * 1024;
 
 struct Channel {
     stream: Stream,
-    inbuf: Vec<u8>,
+    reader: FrameReader,
     outbuf: Vec<u8>,
 }
 
@@ -37,9 +37,11 @@ impl Channel {
 
     /// The next message, or `None` when the pool closed the socket.
     fn recv(&mut self) -> Result<Option<ToWorker>, SandboxError> {
-        wait_readable(&self.stream);
-        match read_frame(&mut &self.stream, &mut self.inbuf, MAX_FRAME_BYTES) {
-            Ok(()) => Ok(Some(decode_payload(&self.inbuf)?)),
+        if self.reader.buffered() == 0 {
+            wait_readable(&self.stream);
+        }
+        match self.reader.read_frame(&mut &self.stream, MAX_FRAME_BYTES) {
+            Ok(payload) => Ok(Some(decode_payload(payload)?)),
             Err(CodecError::Closed) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -49,7 +51,7 @@ impl Channel {
 pub(super) fn serve(stream: Stream, runtime: &mut ScriptRuntime) -> Result<(), SandboxError> {
     let mut channel = Channel {
         stream,
-        inbuf: Vec::new(),
+        reader: FrameReader::new(),
         outbuf: Vec::new(),
     };
     let mut cache: AstCache<CompiledScript> = AstCache::new(
