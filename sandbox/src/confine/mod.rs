@@ -299,6 +299,17 @@ impl ConfinementPlan {
     }
 
     /// The account workers drop to; `None` when not running as root.
+    /// Prepares the process that will fork confined children under this
+    /// plan: when they will switch identity, it empties the capability
+    /// bounding set once, here, so each child's privileges layer finds it
+    /// empty (and checks rather than drops).
+    pub fn prepare_parent(&self) -> Result<(), ConfineError> {
+        if self.identity.is_some() && self.modes.is_on(Layer::Privileges) {
+            privileges::drop_bounding_set_for_children()?;
+        }
+        Ok(())
+    }
+
     pub fn identity(&self) -> Option<WorkerIdentity> {
         self.identity
     }

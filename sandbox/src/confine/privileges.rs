@@ -93,7 +93,9 @@ fn lookup_group(group: &str) -> Result<u32, &'static str> {
 
 pub(super) fn apply(plan: &ConfinementPlan) -> Result<Applied, ConfineError> {
     let status = if let Some(id) = plan.identity {
-        drop_bounding_set()?;
+        if !bounding_set_is_empty() {
+            drop_bounding_set()?;
+        }
         switch_identity(id)?;
         LayerStatus::Applied
     } else if nix::unistd::geteuid().is_root() {
@@ -113,6 +115,31 @@ pub(super) fn apply(plan: &ConfinementPlan) -> Result<Applied, ConfineError> {
         status,
         detail: Some(format!("uid {uid} gid {gid}, no capabilities")),
     })
+}
+
+/// Empties the capability bounding set of a process that forks workers, so
+/// each worker inherits it empty and its privileges layer only checks it:
+/// one drop is a credential change, and a worker would otherwise pay about
+/// forty of them. The bounding set limits only what `execve` can grant;
+/// the caller keeps the capabilities it holds (the zygote still needs
+/// `CAP_SETUID` to hand workers their identity).
+pub(crate) fn drop_bounding_set_for_children() -> Result<(), ConfineError> {
+    drop_bounding_set()
+}
+
+/// Whether no capability is left in the bounding set (reading it changes
+/// no credentials, unlike dropping).
+fn bounding_set_is_empty() -> bool {
+    for cap in 0..=63 {
+        // SAFETY: prctl with integer arguments only.
+        match unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap, 0, 0, 0) } {
+            0 => {}
+            // Past the last capability this kernel knows.
+            r if r < 0 => return Errno::last() == Errno::EINVAL,
+            _ => return false,
+        }
+    }
+    true
 }
 
 fn drop_bounding_set() -> Result<(), ConfineError> {
@@ -248,5 +275,44 @@ mod tests {
         assert!(WorkerIdentity::resolve(Some("nobody:no-such-group-picloud")).is_err());
         // A numeric uid with no passwd entry has no primary group to fall back on.
         assert!(WorkerIdentity::resolve(Some("54321")).is_err());
+    }
+
+    /// What the zygote does once (empty its bounding set) reaches every
+    /// worker it forks, whose privileges layer then finds nothing to drop.
+    #[test]
+    fn a_prepared_parent_hands_its_children_an_empty_bounding_set() {
+        use nix::sys::wait::{WaitStatus, waitpid};
+        use nix::unistd::{ForkResult, fork};
+        if !nix::unistd::geteuid().is_root() || bounding_set_is_empty() {
+            eprintln!("skipped: needs root with a non-empty bounding set");
+            return;
+        }
+        let exit_code = |child| match waitpid(child, None).unwrap() {
+            WaitStatus::Exited(_, code) => code,
+            other => panic!("{other:?}"),
+        };
+        // SAFETY: the children only call prctl, fork, waitpid and _exit.
+        match unsafe { fork() }.unwrap() {
+            ForkResult::Child => {
+                let mut code = 1;
+                if drop_bounding_set_for_children().is_ok() && bounding_set_is_empty() {
+                    // SAFETY: as above.
+                    code = match unsafe { fork() } {
+                        Ok(ForkResult::Child) => unsafe {
+                            libc::_exit(if bounding_set_is_empty() { 0 } else { 2 })
+                        },
+                        Ok(ForkResult::Parent { child }) => exit_code(child),
+                        Err(_) => 3,
+                    };
+                }
+                // SAFETY: ends the forked test child without running the harness's atexit.
+                unsafe { libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => assert_eq!(exit_code(child), 0),
+        }
+        assert!(
+            !bounding_set_is_empty(),
+            "the test process itself is untouched"
+        );
     }
 }

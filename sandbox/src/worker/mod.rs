@@ -62,10 +62,11 @@ impl Prepared {
                 },
                 ..PlanOptions::default()
             };
-            Some(
-                ConfinementPlan::new(WORKER_SOCKET_FD, &options)
-                    .map_err(|e| SandboxError::Confine(e.to_string()))?,
-            )
+            let plan = ConfinementPlan::new(WORKER_SOCKET_FD, &options)
+                .map_err(|e| SandboxError::Confine(e.to_string()))?;
+            plan.prepare_parent()
+                .map_err(|e| SandboxError::Confine(e.to_string()))?;
+            Some(plan)
         } else {
             None
         };
