@@ -137,16 +137,23 @@ fn script_answer(output: InvocationOutput) -> Response {
 /// Serves `/run/{workload}` by re-executing this binary (`run-once`) for
 /// every request, CGI style: the request goes in through the environment,
 /// the body comes back on stdout.
-pub async fn serve_fork_exec(bind: SocketAddr) -> anyhow::Result<()> {
-    let exe = Arc::new(std::env::current_exe().context("locating this binary")?);
+/// The fork+exec server's configuration, shared by its handlers.
+struct ForkExec {
+    exe: std::path::PathBuf,
+    /// Children confine themselves as pool workers are confined.
+    confine: bool,
+}
+
+pub async fn serve_fork_exec(bind: SocketAddr, confine: bool) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("locating this binary")?;
     let app = Router::new()
         .route("/run/{workload}", any(run_fork_exec))
-        .with_state(exe);
+        .with_state(Arc::new(ForkExec { exe, confine }));
     serve(bind, app).await
 }
 
 async fn run_fork_exec(
-    State(exe): State<Arc<std::path::PathBuf>>,
+    State(server): State<Arc<ForkExec>>,
     Path(name): Path<String>,
     method: Method,
     uri: Uri,
@@ -167,7 +174,7 @@ async fn run_fork_exec(
         content_type,
         body: &body,
     };
-    match fork_exec(&exe, &request).await {
+    match fork_exec(&server, &request).await {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")).into_response(),
     }
@@ -182,10 +189,13 @@ struct CgiRequest<'a> {
     body: &'a [u8],
 }
 
-async fn fork_exec(exe: &std::path::Path, request: &CgiRequest<'_>) -> anyhow::Result<Vec<u8>> {
-    let mut child = tokio::process::Command::new(exe)
-        .arg("run-once")
-        .arg(request.workload)
+async fn fork_exec(server: &ForkExec, request: &CgiRequest<'_>) -> anyhow::Result<Vec<u8>> {
+    let mut command = tokio::process::Command::new(&server.exe);
+    command.arg("run-once").arg(request.workload);
+    if server.confine {
+        command.arg("--confine");
+    }
+    let mut child = command
         .env_clear()
         .env("REQUEST_METHOD", request.method)
         .env("QUERY_STRING", request.query)

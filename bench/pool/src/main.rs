@@ -49,10 +49,18 @@ enum Command {
     ServeForkExec {
         #[arg(long, default_value = "127.0.0.1:0")]
         bind: SocketAddr,
+        /// Each child confines itself as a pool worker is confined (every
+        /// layer) before it compiles and runs the script.
+        #[arg(long)]
+        confine: bool,
     },
     /// One request in a fresh process (the fork+exec server's child).
     #[command(hide = true)]
-    RunOnce { workload: String },
+    RunOnce {
+        workload: String,
+        #[arg(long)]
+        confine: bool,
+    },
     /// The pool's fork-to-ready time, IPC round trip and worker memory.
     Probe(probe::ProbeArgs),
 }
@@ -61,8 +69,8 @@ fn main() -> anyhow::Result<()> {
     // Before anything else: this process may be the pool's zygote.
     sandbox::run_zygote_if_requested();
     let cli = Cli::parse();
-    if let Command::RunOnce { workload } = &cli.command {
-        return once::run(workload);
+    if let Command::RunOnce { workload, confine } = &cli.command {
+        return once::run(workload, *confine);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -75,7 +83,7 @@ fn main() -> anyhow::Result<()> {
                 threads,
                 kind,
             } => http::serve_in_process(bind, threads, kind).await,
-            Command::ServeForkExec { bind } => http::serve_fork_exec(bind).await,
+            Command::ServeForkExec { bind, confine } => http::serve_fork_exec(bind, confine).await,
             Command::RunOnce { .. } => unreachable!("handled above"),
             Command::Probe(args) => {
                 let report = probe::run(&args).await?;
