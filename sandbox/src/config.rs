@@ -104,6 +104,10 @@ pub struct PoolConfig {
     pub worker_address_space_bytes: u64,
     /// Longest wait for a new worker's `Hello`.
     pub worker_start_timeout: Duration,
+    /// Pin each worker to one CPU, spread evenly (`PICLOUD_PIN_WORKERS`:
+    /// `1`, `0`, or `auto`, the default: on when there are no more workers
+    /// than CPUs).
+    pub pin_workers: bool,
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -133,6 +137,7 @@ impl PoolConfig {
             allow_weak_sandbox: false,
             worker_user: None,
             worker_start_timeout: Duration::from_secs(5),
+            pin_workers: false,
         }
     }
 
@@ -214,6 +219,21 @@ impl PoolConfig {
         if let Some(v) = lookup("PICLOUD_CONFINE") {
             c.confine = !matches!(v.trim(), "0" | "false" | "off" | "no");
         }
+        // Pinning pays when each CPU gets at most one worker; with more
+        // workers than CPUs, pinned ones could not be rebalanced, so the
+        // default then leaves placement to the kernel.
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        c.pin_workers = match lookup("PICLOUD_PIN_WORKERS").as_deref().map(str::trim) {
+            None | Some("auto") => c.workers <= cpus,
+            Some("1" | "true" | "on" | "yes") => true,
+            Some("0" | "false" | "off" | "no") => false,
+            Some(other) => {
+                return Err(SandboxError::Config(format!(
+                    "PICLOUD_PIN_WORKERS must be 1, 0 or auto, got `{}`",
+                    other.chars().take(64).collect::<String>()
+                )));
+            }
+        };
         c.worker_user = lookup(crate::confine::WORKER_USER_ENV).filter(|u| !u.trim().is_empty());
         c.allow_weak_sandbox =
             lookup(crate::confine::ALLOW_WEAK_ENV).is_some_and(|v| v.trim() == "1");
@@ -318,6 +338,21 @@ mod tests {
             ])
             .is_err()
         );
+    }
+
+    #[test]
+    fn workers_are_pinned_by_default_only_when_each_cpu_gets_at_most_one() {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let fits = cpus.to_string();
+        let more = (cpus + 1).to_string();
+        assert!(from(&[("PICLOUD_WORKERS", &fits)]).unwrap().pin_workers);
+        assert!(!from(&[("PICLOUD_WORKERS", &more)]).unwrap().pin_workers);
+        let auto = from(&[("PICLOUD_WORKERS", &more), ("PICLOUD_PIN_WORKERS", "auto")]);
+        assert!(!auto.unwrap().pin_workers);
+        let forced = from(&[("PICLOUD_WORKERS", &more), ("PICLOUD_PIN_WORKERS", "1")]);
+        assert!(forced.unwrap().pin_workers);
+        assert!(!from(&[("PICLOUD_PIN_WORKERS", "off")]).unwrap().pin_workers);
+        assert!(from(&[("PICLOUD_PIN_WORKERS", "sometimes")]).is_err());
     }
 
     #[test]

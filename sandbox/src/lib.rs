@@ -16,7 +16,7 @@
 //! | [`codec`] | length-prefixed `postcard` frames | a frame's length is checked against a cap before any buffer grows; decoding never panics |
 //! | [`protocol`] | every message of both channels | each pool↔worker message after `Hello` names its invocation |
 //! | `control` | the zygote control datagrams and `SCM_RIGHTS` | received descriptors are owned and close-on-exec |
-//! | [`zygote`] | the helper process and its launch | it never runs a script; it reaps every worker and reports each death; it exits when the server's end closes |
+//! | [`zygote`] | the helper process and its launch | it never runs a script; it reaps every worker and reports each death; it exits when the server's end closes; with pinning on, each new worker goes to the CPU with the fewest live ones |
 //! | `worker` | a forked worker's life | fd hygiene, then confinement in one place, then `Hello`; one invocation at a time |
 //! | [`death`] | wait status → [`shared::Outcome`] | the one mapping of death signals to outcomes |
 //! | [`pool`] | [`Pool`], the [`shared::ExecutorClient`] | no lock across `.await`; a worker serves one lease at a time; abandoned invocations kill their worker |

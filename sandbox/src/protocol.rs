@@ -117,6 +117,8 @@ pub struct ZygoteInit {
     pub worker_cpu_limit_secs: u64,
     /// `RLIMIT_AS` of a worker: the backstop behind the heap cap.
     pub worker_address_space_bytes: u64,
+    /// Pin each worker to the least-loaded CPU (`PICLOUD_PIN_WORKERS`).
+    pub pin_workers: bool,
 }
 
 /// Pool → zygote.

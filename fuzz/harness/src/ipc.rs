@@ -303,6 +303,7 @@ fn control_request_seeds() -> Vec<ZygoteRequest> {
             worker_user: Some("nobody".into()),
             worker_cpu_limit_secs: 600,
             worker_address_space_bytes: 1 << 31,
+            pin_workers: true,
         }),
         ZygoteRequest::Spawn { seq: 3 },
     ]

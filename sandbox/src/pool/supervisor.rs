@@ -56,6 +56,7 @@ pub(crate) async fn start_zygote(shared: &PoolShared) -> Result<ZygoteConn, Sand
         worker_user: config.worker_user.clone(),
         worker_cpu_limit_secs: config.worker_cpu_limit.as_secs().max(1),
         worker_address_space_bytes: config.worker_address_space_bytes,
+        pin_workers: config.pin_workers,
     };
     match handshake(launched.control, init).await {
         Ok((control, buf)) => {

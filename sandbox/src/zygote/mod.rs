@@ -7,6 +7,8 @@
 //!   control socket on fd [`crate::protocol::ZYGOTE_CONTROL_FD`].
 //! - `process` (zygote side) is its whole life: take `Init`, build the
 //!   runtime, then fork a worker per `Spawn` and report every reaped child.
+//! - `placement` pins each new worker to the least-loaded CPU when the
+//!   pool asks for it (`PICLOUD_PIN_WORKERS`).
 //!
 //! Invariants: the zygote never runs a script, holds no descriptor but its
 //! control socket, a signalfd and `/dev/null` between requests, and exits
@@ -14,6 +16,7 @@
 //! a dead server leaves nothing behind.
 
 pub(crate) mod launch;
+mod placement;
 pub(crate) mod process;
 
 /// The hidden first argument that makes a host binary a zygote.

@@ -11,6 +11,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, getsockopt, socketpair, sockopt};
 use nix::unistd::{ForkResult, Pid, fork};
 
+use super::placement::Placement;
 use crate::control::{self, Received};
 use crate::error::SandboxError;
 use crate::protocol::{
@@ -69,6 +70,7 @@ pub(crate) fn run() -> Result<(), SandboxError> {
         control,
         devnull,
         own_pid: zygote_pid,
+        placement: Placement::new(init.pin_workers),
         init,
         workers: HashSet::new(),
     };
@@ -87,6 +89,7 @@ struct Zygote {
     own_pid: Pid,
     init: ZygoteInit,
     workers: HashSet<Pid>,
+    placement: Placement,
 }
 
 impl Zygote {
@@ -133,6 +136,7 @@ impl Zygote {
         match self.fork_worker(prepared) {
             Ok((pid, pool_end, stderr_read, pidfd)) => {
                 self.workers.insert(pid);
+                self.placement.place(pid);
                 let mut fds: Vec<RawFd> = vec![pool_end.as_raw_fd(), stderr_read.as_raw_fd()];
                 if let Some(p) = &pidfd {
                     fds.push(p.as_raw_fd());
@@ -199,6 +203,7 @@ impl Zygote {
                 return Ok(());
             }
             self.workers.remove(&Pid::from_raw(pid));
+            self.placement.gone(Pid::from_raw(pid));
             let reply = ZygoteReply::Exited {
                 pid: pid.unsigned_abs(),
                 status,
