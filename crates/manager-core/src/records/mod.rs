@@ -64,7 +64,11 @@ pub struct RecordsConfig {
     /// Memory for records waiting to be written: half for stats rows, half
     /// for log lines.
     pub buffer_bytes: usize,
-    /// Most records per insert (batches are powers of two up to this).
+    /// Most records per insert (batches are powers of two up to this). A
+    /// batch is written in one burst of the writer's CPU, which the data
+    /// plane's requests wait behind: 256 rows kept the hello benchmark's
+    /// p99 near 2 ms where 512 let it reach 3.5 ms, and smaller batches
+    /// spend more on commits than they save (`docs/performance.md`).
     pub batch_rows: usize,
     /// How long the writer waits for a batch to fill before writing what it has.
     pub linger: Duration,
@@ -82,7 +86,7 @@ impl Default for RecordsConfig {
     fn default() -> Self {
         Self {
             buffer_bytes: 64 * 1024 * 1024,
-            batch_rows: 512,
+            batch_rows: 256,
             linger: Duration::from_millis(50),
             keep_per_script: 10_000,
             keep_for: Duration::from_hours(7 * 24),
