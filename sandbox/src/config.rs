@@ -104,9 +104,9 @@ pub struct PoolConfig {
     pub worker_address_space_bytes: u64,
     /// Longest wait for a new worker's `Hello`.
     pub worker_start_timeout: Duration,
-    /// Pin each worker to one CPU, spread evenly (`PICLOUD_PIN_WORKERS`:
-    /// `1`, `0`, or `auto`, the default: on when there are no more workers
-    /// than CPUs).
+    /// Pin each worker to one CPU, spread evenly, and the server's async
+    /// threads one per CPU (`PICLOUD_CPU_PINNING`: `1`, `0`, or `auto`, the
+    /// default: on when there are no more workers than CPUs).
     pub pin_workers: bool,
 }
 
@@ -223,13 +223,13 @@ impl PoolConfig {
         // workers than CPUs, pinned ones could not be rebalanced, so the
         // default then leaves placement to the kernel.
         let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        c.pin_workers = match lookup("PICLOUD_PIN_WORKERS").as_deref().map(str::trim) {
+        c.pin_workers = match lookup("PICLOUD_CPU_PINNING").as_deref().map(str::trim) {
             None | Some("auto") => c.workers <= cpus,
             Some("1" | "true" | "on" | "yes") => true,
             Some("0" | "false" | "off" | "no") => false,
             Some(other) => {
                 return Err(SandboxError::Config(format!(
-                    "PICLOUD_PIN_WORKERS must be 1, 0 or auto, got `{}`",
+                    "PICLOUD_CPU_PINNING must be 1, 0 or auto, got `{}`",
                     other.chars().take(64).collect::<String>()
                 )));
             }
@@ -347,12 +347,12 @@ mod tests {
         let more = (cpus + 1).to_string();
         assert!(from(&[("PICLOUD_WORKERS", &fits)]).unwrap().pin_workers);
         assert!(!from(&[("PICLOUD_WORKERS", &more)]).unwrap().pin_workers);
-        let auto = from(&[("PICLOUD_WORKERS", &more), ("PICLOUD_PIN_WORKERS", "auto")]);
+        let auto = from(&[("PICLOUD_WORKERS", &more), ("PICLOUD_CPU_PINNING", "auto")]);
         assert!(!auto.unwrap().pin_workers);
-        let forced = from(&[("PICLOUD_WORKERS", &more), ("PICLOUD_PIN_WORKERS", "1")]);
+        let forced = from(&[("PICLOUD_WORKERS", &more), ("PICLOUD_CPU_PINNING", "1")]);
         assert!(forced.unwrap().pin_workers);
-        assert!(!from(&[("PICLOUD_PIN_WORKERS", "off")]).unwrap().pin_workers);
-        assert!(from(&[("PICLOUD_PIN_WORKERS", "sometimes")]).is_err());
+        assert!(!from(&[("PICLOUD_CPU_PINNING", "off")]).unwrap().pin_workers);
+        assert!(from(&[("PICLOUD_CPU_PINNING", "sometimes")]).is_err());
     }
 
     #[test]

@@ -22,6 +22,7 @@
 //! | [`pool`] | [`Pool`], the [`shared::ExecutorClient`] | no lock across `.await`; a worker serves one lease at a time; abandoned invocations kill their worker |
 //! | [`config`] | [`PoolConfig`], [`Isolation`] | invalid settings are refused, not clamped |
 //! | [`confine`] | the confinement layers | applied by `worker` after fd hygiene, before the first frame |
+//! | [`cpus`] | usable CPUs, pinning | pinning is a hint: a failure leaves the thread or process floating |
 //!
 //! # Isolation modes
 //!
@@ -70,6 +71,7 @@ pub mod codec;
 pub mod config;
 pub mod confine;
 mod control;
+pub mod cpus;
 pub mod death;
 pub mod error;
 pub mod pool;

@@ -117,7 +117,7 @@ pub struct ZygoteInit {
     pub worker_cpu_limit_secs: u64,
     /// `RLIMIT_AS` of a worker: the backstop behind the heap cap.
     pub worker_address_space_bytes: u64,
-    /// Pin each worker to the least-loaded CPU (`PICLOUD_PIN_WORKERS`).
+    /// Pin each worker to the least-loaded CPU (`PICLOUD_CPU_PINNING`).
     pub pin_workers: bool,
 }
 

@@ -23,14 +23,39 @@ use crate::front;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     crate::telemetry::init(args.log_format);
-    tokio::runtime::Builder::new_multi_thread()
+    let pool_config = sandbox::PoolConfig::from_env().context("pool settings")?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if pool_config.pin_workers {
+        pin_async_threads(&mut runtime);
+    }
+    runtime
         .enable_all()
         .build()
         .context("starting the async runtime")?
-        .block_on(serve(args))
+        .block_on(serve(args, pool_config))
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// One async thread per usable CPU, each pinned to its own (the workers
+/// are spread over the same CPUs by the zygote). Threads the runtime
+/// starts later for blocking work are left to float.
+fn pin_async_threads(runtime: &mut tokio::runtime::Builder) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let cpus = sandbox::cpus::usable();
+    if cpus.len() < 2 {
+        return;
+    }
+    let started = AtomicUsize::new(0);
+    let threads = cpus.len();
+    runtime.worker_threads(threads).on_thread_start(move || {
+        // The runtime starts its async threads first, when it is built.
+        let index = started.fetch_add(1, Ordering::Relaxed);
+        if index < threads {
+            sandbox::cpus::pin_current_thread(&cpus, index);
+        }
+    });
+}
+
+async fn serve(args: ServeArgs, pool_config: sandbox::PoolConfig) -> anyhow::Result<()> {
     let signals = ShutdownSignals::install()?;
     let limits = LimitsConfig::from_lookup(|k| std::env::var(k).ok()).context("limits")?;
     // Refuse early, before anything is created or changed: a second server
@@ -50,7 +75,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let guard = admin_guard(&repo, &args).await?;
 
-    let pool_config = sandbox::PoolConfig::from_env().context("pool settings")?;
     let sandbox_report = crate::sandbox_gate::check(&pool_config)?;
     let pool = sandbox::Pool::start(pool_config)
         .await

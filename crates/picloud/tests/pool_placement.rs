@@ -75,3 +75,62 @@ async fn pinned_workers_are_spread_one_per_cpu() {
     }
     pool.shutdown().await;
 }
+
+mod common;
+
+/// The `Cpus_allowed_list` of each thread of `pid` named `name`.
+fn threads_named(pid: u32, name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if comm.trim() == name {
+            let status = std::fs::read_to_string(task.join("status")).unwrap();
+            let cpus = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .unwrap()
+                .trim()
+                .to_owned();
+            out.push(cpus);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_server_pins_one_async_thread_per_cpu_unless_told_not_to() {
+    let own = cpus_allowed(std::process::id());
+    if std::thread::available_parallelism().unwrap().get() < 2 {
+        eprintln!("skipped: needs two CPUs, this process may use {own}");
+        return;
+    }
+    let start = |pinning: &str| {
+        common::Server::start_with(common::Options {
+            env: vec![
+                ("PICLOUD_WORKERS".into(), "2".into()),
+                ("PICLOUD_CPU_PINNING".into(), pinning.into()),
+            ],
+            ..common::Options::default()
+        })
+    };
+    let server = start("auto");
+    let threads = threads_named(server.pid(), "tokio-rt-worker");
+    let mut pinned: Vec<&String> = threads
+        .iter()
+        .filter(|c| c.parse::<usize>().is_ok())
+        .collect();
+    pinned.sort();
+    pinned.dedup();
+    assert!(
+        pinned.len() >= 2,
+        "async threads on distinct CPUs: {threads:?}"
+    );
+    server.stop();
+
+    let server = start("0");
+    let threads = threads_named(server.pid(), "tokio-rt-worker");
+    assert!(!threads.is_empty());
+    assert!(threads.iter().all(|c| *c == own), "{threads:?}");
+    server.stop();
+}

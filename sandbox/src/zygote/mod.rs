@@ -8,7 +8,7 @@
 //! - `process` (zygote side) is its whole life: take `Init`, build the
 //!   runtime, then fork a worker per `Spawn` and report every reaped child.
 //! - `placement` pins each new worker to the least-loaded CPU when the
-//!   pool asks for it (`PICLOUD_PIN_WORKERS`).
+//!   pool asks for it (`PICLOUD_CPU_PINNING`).
 //!
 //! Invariants: the zygote never runs a script, holds no descriptor but its
 //! control socket, a signalfd and `/dev/null` between requests, and exits

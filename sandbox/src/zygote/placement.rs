@@ -1,11 +1,5 @@
 //! Worker placement: with pinning on, each worker is bound to one CPU, the
-//! least loaded of those the zygote may run on.
-//!
-//! Why: a worker sleeps and wakes twice per invocation. Left to float, the
-//! scheduler moves workers between CPUs and wakes them across CPUs, which
-//! on a virtual machine costs an inter-processor interrupt each time;
-//! spread one per CPU they stay where their caches are and share the load
-//! evenly. The server's own threads are not pinned.
+//! least loaded of those the zygote may run on (why: [`crate::cpus`]).
 //!
 //! Invariants: a CPU's count is the number of live workers pinned to it
 //! (a reaped worker gives its slot back); pinning failures are ignored (the
@@ -14,8 +8,9 @@
 
 use std::collections::HashMap;
 
-use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::unistd::Pid;
+
+use crate::cpus;
 
 pub(super) struct Placement {
     /// The CPUs the zygote may use (its own affinity at start).
@@ -29,17 +24,7 @@ pub(super) struct Placement {
 
 impl Placement {
     pub(super) fn new(enabled: bool) -> Self {
-        let cpus: Vec<usize> = if enabled {
-            sched_getaffinity(Pid::from_raw(0))
-                .map(|set| {
-                    (0..CpuSet::count())
-                        .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
-                        .collect()
-                })
-                .unwrap_or_default()
-        } else {
-            Vec::new()
-        };
+        let cpus = if enabled { cpus::usable() } else { Vec::new() };
         let cpus = if cpus.len() < 2 { Vec::new() } else { cpus };
         Self::with_cpus(cpus)
     }
@@ -67,9 +52,9 @@ impl Placement {
     pub(super) fn place(&mut self, pid: Pid) -> Option<usize> {
         let slot = self.choose()?;
         let cpu = self.cpus[slot];
-        let mut set = CpuSet::new();
-        set.set(cpu).ok()?;
-        sched_setaffinity(pid, &set).ok()?;
+        if !cpus::pin(pid, cpu) {
+            return None;
+        }
         self.load[slot] += 1;
         self.of.insert(pid, slot);
         Some(cpu)
@@ -125,8 +110,8 @@ mod tests {
             .unwrap();
         let pid = Pid::from_raw(i32::try_from(child.id()).unwrap());
         let cpu = p.place(pid).expect("pinned");
-        let set = sched_getaffinity(pid).unwrap();
-        let pinned: Vec<usize> = (0..CpuSet::count())
+        let set = nix::sched::sched_getaffinity(pid).unwrap();
+        let pinned: Vec<usize> = (0..nix::sched::CpuSet::count())
             .filter(|&c| set.is_set(c).unwrap_or(false))
             .collect();
         let _ = child.kill();
