@@ -36,21 +36,27 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// One async thread per usable CPU, each pinned to its own (the workers
-/// are spread over the same CPUs by the zygote). Threads the runtime
-/// starts later for blocking work are left to float.
+/// are spread over the same CPUs by the zygote). A thread pins itself the
+/// first time it goes idle: only the runtime's async threads park, so the
+/// threads it starts for blocking work are left to float.
 fn pin_async_threads(runtime: &mut tokio::runtime::Builder) {
+    use std::cell::Cell;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    thread_local! {
+        static PLACED: Cell<bool> = const { Cell::new(false) };
+    }
     let cpus = sandbox::cpus::usable();
     if cpus.len() < 2 {
         return;
     }
-    let started = AtomicUsize::new(0);
+    let placed = AtomicUsize::new(0);
     let threads = cpus.len();
-    runtime.worker_threads(threads).on_thread_start(move || {
-        // The runtime starts its async threads first, when it is built.
-        let index = started.fetch_add(1, Ordering::Relaxed);
-        if index < threads {
-            sandbox::cpus::pin_current_thread(&cpus, index);
+    runtime.worker_threads(threads).on_thread_park(move || {
+        if !PLACED.replace(true) {
+            let index = placed.fetch_add(1, Ordering::Relaxed);
+            if index < threads {
+                sandbox::cpus::pin_current_thread(&cpus, index);
+            }
         }
     });
 }

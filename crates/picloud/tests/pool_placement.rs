@@ -115,17 +115,25 @@ async fn the_server_pins_one_async_thread_per_cpu_unless_told_not_to() {
         })
     };
     let server = start("auto");
-    let threads = threads_named(server.pid(), "tokio-rt-worker");
-    let mut pinned: Vec<&String> = threads
-        .iter()
-        .filter(|c| c.parse::<usize>().is_ok())
-        .collect();
-    pinned.sort();
-    pinned.dedup();
-    assert!(
-        pinned.len() >= 2,
-        "async threads on distinct CPUs: {threads:?}"
-    );
+    // Each async thread pins itself the first time it goes idle.
+    let started = std::time::Instant::now();
+    loop {
+        let threads = threads_named(server.pid(), "tokio-rt-worker");
+        let mut pinned: Vec<&String> = threads
+            .iter()
+            .filter(|c| c.parse::<usize>().is_ok())
+            .collect();
+        pinned.sort();
+        pinned.dedup();
+        if pinned.len() >= 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "async threads on distinct CPUs: {threads:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     server.stop();
 
     let server = start("0");
