@@ -356,10 +356,17 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn frames_stream_back_to_back_over_a_real_socket() {
-        let (mut a, mut b) = tokio::net::UnixStream::pair().unwrap();
-        let mut rng = StdRng::seed_from_u64(7);
+    /// 200 random messages written as frames, back to back, into one end
+    /// of a socket pair by a task; the messages and the other end.
+    fn sent_over_a_socket(
+        seed: u64,
+    ) -> (
+        Vec<Msg>,
+        tokio::net::UnixStream,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (mut a, b) = tokio::net::UnixStream::pair().unwrap();
+        let mut rng = StdRng::seed_from_u64(seed);
         let msgs: Vec<Msg> = (0..200).map(|_| random_msg(&mut rng)).collect();
         let sent = msgs.clone();
         let writer = tokio::spawn(async move {
@@ -369,6 +376,12 @@ mod tests {
                 write_frame_async(&mut a, &frame).await.unwrap();
             }
         });
+        (msgs, b, writer)
+    }
+
+    #[tokio::test]
+    async fn frames_stream_back_to_back_over_a_real_socket() {
+        let (msgs, mut b, writer) = sent_over_a_socket(7);
         let mut buf = Vec::new();
         for m in &msgs {
             read_frame_async(&mut b, &mut buf, MAX_FRAME_BYTES)
@@ -482,17 +495,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_buffered_reader_streams_frames_over_a_real_socket() {
-        let (mut a, mut b) = tokio::net::UnixStream::pair().unwrap();
-        let mut rng = StdRng::seed_from_u64(8);
-        let msgs: Vec<Msg> = (0..200).map(|_| random_msg(&mut rng)).collect();
-        let sent = msgs.clone();
-        let writer = tokio::spawn(async move {
-            let mut frame = Vec::new();
-            for m in &sent {
-                encode_frame(m, &mut frame, MAX_FRAME_BYTES).unwrap();
-                write_frame_async(&mut a, &frame).await.unwrap();
-            }
-        });
+        let (msgs, mut b, writer) = sent_over_a_socket(8);
         let mut reader = FrameReader::new();
         for m in &msgs {
             let payload = reader

@@ -429,43 +429,12 @@ async fn past_the_connection_cap_clients_get_503_with_retry_after() {
         assert_eq!(read_response(s).unwrap().status, 200);
     }
 
-    // Closing one frees its place.
+    // Closing one frees its place (once the server notices the close).
     drop(held.pop());
-    let started = Instant::now();
-    loop {
-        let r = exchange(&server, &get("/healthz"));
-        if r.status == 200 {
-            break;
-        }
-        assert_eq!(r.status, 503);
-        assert!(
-            started.elapsed() < LIVENESS,
-            "the freed place never came back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    a_place_comes_back(&server, "the freed place never came back").await;
     drop(held);
     assert!(server.alive());
-    // The server frees a place when it notices the close, which may come
-    // after our next connect: allow it the same time as above.
-    let started = Instant::now();
-    loop {
-        let r = server
-            .client
-            .get(server.url("/healthz"))
-            .send()
-            .await
-            .unwrap();
-        if r.status() == 200 {
-            break;
-        }
-        assert_eq!(r.status(), 503);
-        assert!(
-            started.elapsed() < LIVENESS,
-            "the closed connections' places never came back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    a_place_comes_back(&server, "the closed connections' places never came back").await;
     let metrics = server
         .admin(reqwest::Method::GET, "/metrics")
         .send()
@@ -480,6 +449,21 @@ async fn past_the_connection_cap_clients_get_503_with_retry_after() {
             .any(|l| l.starts_with("picloud_http_rejected_total{reason=\"connections\"}")),
         "{metrics}"
     );
+}
+
+/// Waits until a new connection is served again: the server frees a place
+/// when it notices a close, which may come after the next connect.
+async fn a_place_comes_back(server: &Server, what: &str) {
+    let started = Instant::now();
+    loop {
+        let r = exchange(server, &get("/healthz"));
+        if r.status == 200 {
+            return;
+        }
+        assert_eq!(r.status, 503);
+        assert!(started.elapsed() < LIVENESS, "{what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
