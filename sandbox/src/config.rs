@@ -29,6 +29,22 @@ pub enum Isolation {
 }
 
 impl Isolation {
+    /// Worker processes the pool keeps (busy + idle + starting) to run
+    /// `workers` invocations at once. In `per-invocation` mode every
+    /// invocation ends its worker, so as many never-used workers again are
+    /// kept forking or ready: the next caller takes one that is already up
+    /// instead of waiting for the replacement of the one that just finished
+    /// (about a fifth more invocations per second at 16 connections on two
+    /// vCPUs, `docs/performance.md`).
+    pub fn processes(self, workers: usize) -> usize {
+        match self {
+            Isolation::PerInvocation => workers.saturating_mul(2),
+            Isolation::PerScript | Isolation::Shared => workers,
+        }
+    }
+}
+
+impl Isolation {
     pub const fn as_str(self) -> &'static str {
         match self {
             Isolation::PerScript => "per-script",
@@ -67,7 +83,8 @@ pub struct PoolConfig {
     /// The binary that hosts the zygote: it must call
     /// [`crate::run_zygote_if_requested`] first thing in `main`.
     pub executable: PathBuf,
-    /// Workers kept alive (busy + idle + starting).
+    /// Invocations (and compile checks) running at once; the pool keeps
+    /// [`Isolation::processes`] of this many worker processes alive.
     pub workers: usize,
     pub isolation: Isolation,
     /// Invocations that may wait for a worker at once; past it, `Overloaded`.

@@ -31,7 +31,9 @@
 //! worker runs any script, so a script may run in a process where another
 //! script ran before (its cached AST, freed heap pages): fastest, for a single
 //! owner who trusts all their scripts alike. `per-invocation`: every
-//! invocation gets a never-used worker, forked ahead of demand.
+//! invocation gets a never-used worker, forked ahead of demand: the pool
+//! keeps twice `PICLOUD_WORKERS` processes (half of them spares, ready or
+//! starting) and still runs at most `PICLOUD_WORKERS` invocations at once.
 //!
 //! # Configuration
 //!

@@ -74,6 +74,36 @@ async fn per_invocation_mode_never_reuses_a_worker() {
 }
 
 #[tokio::test]
+async fn per_invocation_mode_keeps_spares_ready_but_runs_only_its_workers_at_once() {
+    let pool = start(config(1, Isolation::PerInvocation)).await;
+    // One worker: one running invocation, and one never-used spare forked ahead.
+    let status = pool.status();
+    assert_eq!((status.idle, status.busy), (2, 0), "{status:?}");
+    let slow = script("let s = 0; for i in 0..200000 { s += i; } s");
+    let runs = futures_util::future::join_all((0..3).map(|_| pool.invoke(invocation(&slow, &[]))));
+    let watch = async {
+        let (mut most_busy, mut saw_queue) = (0, false);
+        for _ in 0..5_000 {
+            let s = pool.status();
+            most_busy = most_busy.max(s.busy);
+            saw_queue |= s.queued > 0;
+            if s.busy == 0 && s.queued == 0 && saw_queue {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        (most_busy, saw_queue)
+    };
+    let (outputs, (most_busy, saw_queue)) = tokio::join!(runs, watch);
+    for out in outputs {
+        assert_eq!(out.unwrap().outcome, Outcome::Ok);
+    }
+    assert!(saw_queue, "three callers on one worker must queue");
+    assert_eq!(most_busy, 1, "spares must not raise the concurrency");
+    pool.shutdown().await;
+}
+
+#[tokio::test]
 async fn shared_mode_lets_any_worker_run_any_script() {
     let pool = start(config(1, Isolation::Shared)).await;
     let a = script(r#""a""#);

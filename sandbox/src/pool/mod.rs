@@ -241,7 +241,12 @@ impl Pool {
     pub async fn wait_until_full(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.shared.lock().idle_count() >= self.shared.config.workers {
+            let size = self
+                .shared
+                .config
+                .isolation
+                .processes(self.shared.config.workers);
+            if self.shared.lock().idle_count() >= size {
                 return true;
             }
             if Instant::now() >= deadline {

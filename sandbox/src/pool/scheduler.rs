@@ -5,6 +5,8 @@
 //! returned to the caller to drop after unlocking):
 //! - a worker is in exactly one place: an idle list here, or one lease;
 //! - `running[s]` counts the leases of script `s` and never passes its cap;
+//!   all leases together never pass the pool's `workers`, however many
+//!   processes it keeps (`per-invocation` keeps spares);
 //! - in `per-script` mode a worker that ran script `s` is only ever handed to
 //!   `s` again; in `per-invocation` mode only never-used workers are handed
 //!   out; compile checks take never-used workers except in `shared` mode;
@@ -83,6 +85,8 @@ pub(crate) struct Scheduler<W> {
     /// Workers that left and whose replacements have not arrived yet.
     expected_fresh: usize,
     busy: usize,
+    /// Most leases at once.
+    max_busy: usize,
     /// Set by `drain_waiters`: nothing queues any more.
     closed: bool,
 }
@@ -107,8 +111,9 @@ impl<W: Schedulable> Scheduler<W> {
             queued: HashMap::new(),
             waiters: VecDeque::new(),
             next_waiter: 0,
-            expected_fresh: workers,
+            expected_fresh: isolation.processes(workers),
             busy: 0,
+            max_busy: workers.max(1),
             closed: false,
         }
     }
@@ -134,7 +139,8 @@ impl<W: Schedulable> Scheduler<W> {
         if self.closed {
             return (Acquire::Refused(Refusal::Closed), Vec::new());
         }
-        if self.running(key) < self.cap(key)
+        if self.busy < self.max_busy
+            && self.running(key) < self.cap(key)
             && let Some(w) = self.take_worker_for(key, purpose)
         {
             self.start(key);
@@ -290,7 +296,7 @@ impl<W: Schedulable> Scheduler<W> {
     fn dispatch(&mut self) -> Vec<W> {
         let mut need_fresh = 0;
         let mut i = 0;
-        while i < self.waiters.len() {
+        while i < self.waiters.len() && self.busy < self.max_busy {
             let (key, purpose) = (self.waiters[i].key, self.waiters[i].purpose);
             if self.running(key) >= self.cap(key) {
                 i += 1;
@@ -519,6 +525,28 @@ mod tests {
             s.acquire(sid(1), Purpose::Run).0,
             Acquire::Queued { .. }
         ));
+    }
+
+    #[test]
+    fn per_invocation_spares_wait_ready_but_never_raise_concurrency() {
+        // Two workers: four processes, but two invocations at a time.
+        assert_eq!(Isolation::PerInvocation.processes(2), 4);
+        let mut s = Scheduler::new(Isolation::PerInvocation, 2, 4, 8);
+        for pid in 1..=4 {
+            assert!(s.add_fresh(slot(pid)).is_empty());
+        }
+        let first = granted(s.acquire(sid(1), Purpose::Run));
+        let _second = granted(s.acquire(sid(2), Purpose::Run));
+        let (third, _) = s.acquire(sid(3), Purpose::Run);
+        let Acquire::Queued { mut rx, .. } = third else {
+            panic!("a third invocation must wait while two run")
+        };
+        assert_eq!((s.busy_count(), s.idle_count()), (2, 2));
+        // The first one's worker is retired; the waiter gets a spare at once,
+        // before any replacement arrives.
+        assert!(s.release_retired(sid(1)).is_empty());
+        assert_ne!(rx.try_recv().expect("a spare was ready").pid, first.pid);
+        assert_eq!((s.busy_count(), s.idle_count()), (2, 1));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The supervisor: one task that owns the zygote, keeps the pool at its size
 //! and turns the zygote's reports into worker handles and death reports.
 //!
-//! Invariants: live workers + spawns requested ≤ the configured size; every
+//! Invariants: live workers + spawns requested ≤ the pool's size
+//! ([`crate::config::Isolation::processes`]); every
 //! worker the zygote forked gets exactly one death report (from the zygote,
 //! or from our own `waitpid` when the zygote died and we inherited it as the
 //! child subreaper); a zygote that dies is restarted with backoff, and its
@@ -267,7 +268,8 @@ async fn top_up(
     if failing > 0 && shared.last_start_failure_age() < backoff(failing) {
         return Ok(());
     }
-    while shared.live.load(Ordering::SeqCst) + books.requested.len() < shared.config.workers {
+    let size = shared.config.isolation.processes(shared.config.workers);
+    while shared.live.load(Ordering::SeqCst) + books.requested.len() < size {
         let seq = books.next_seq;
         books.next_seq += 1;
         send(&z.control, &ZygoteRequest::Spawn { seq }).await?;
