@@ -103,9 +103,11 @@ def render(meta, points, probes):
     out.append(f"- Machine: {meta['machine']}. Load average {meta['load_start']} at the start, "
                f"{meta['load_end']} at the end (1/5/15 min): the machine is shared with other "
                "builds, so compare ratios within this run, not absolute numbers across runs.")
-    out.append("- CPU placement: nothing pinned. wrk (one thread) and the target share both vCPUs; "
-               "the scheduler places the server, the zygote and the workers. The probe below is run "
-               "twice, unpinned and with every process on CPU 0.")
+    out.append("- CPU placement: wrk (one thread) and the target share both vCPUs. `picloud` runs as "
+               "shipped (`PICLOUD_CPU_PINNING` unset: with no more workers than CPUs it pins each worker "
+               "to the CPU with the fewest workers and its async threads one per CPU); every other "
+               "target, the zygote and wrk are placed by the scheduler. The probe below is run twice, "
+               "unpinned and with every process on CPU 0.")
     out.append(f"- The baseline and PiCloud have {meta['workers']} script threads or workers "
                f"(`PICLOUD_WORKERS={meta['workers']}`, `PICLOUD_SCRIPT_CONCURRENCY={meta['workers']}` so one "
                f"script may use all of them); nginx has {meta['workers']} worker processes, fcgiwrap "
