@@ -359,8 +359,16 @@ async fn while_postgres_is_away_scripts_run_admin_writes_get_503_and_records_wai
 
     cluster.stop("fast");
     let down = Instant::now();
-    // Each admin request waits for a connection (bounded) before its 503:
-    // make them at once.
+    // Each admin request waits for a connection (bounded: 3 s) before its
+    // 503: make them at once, and check the bound (a loaded machine gets
+    // slack; sqlx's default of 10 s would not fit).
+    let answered_in_time = |what: &str| {
+        let waited = down.elapsed();
+        assert!(
+            waited < Duration::from_secs(7),
+            "{what}: the 503 took {waited:?} while the database was away"
+        );
+    };
     let create = async {
         let r = server
             .admin(Method::POST, "/api/admin/scripts")
@@ -369,6 +377,7 @@ async fn while_postgres_is_away_scripts_run_admin_writes_get_503_and_records_wai
             .await
             .unwrap();
         assert_unavailable(r, "creating a script").await;
+        answered_in_time("creating a script");
     };
     let update = async {
         let r = server
@@ -378,6 +387,7 @@ async fn while_postgres_is_away_scripts_run_admin_writes_get_503_and_records_wai
             .await
             .unwrap();
         assert_unavailable(r, "updating a script").await;
+        answered_in_time("updating a script");
     };
     let list = async {
         let r = server
@@ -386,6 +396,7 @@ async fn while_postgres_is_away_scripts_run_admin_writes_get_503_and_records_wai
             .await
             .unwrap();
         assert_unavailable(r, "listing scripts").await;
+        answered_in_time("listing scripts");
     };
     // Records of the calls made meanwhile wait in the buffer, and the
     // backlog shows in `picloud_records_buffered`.
