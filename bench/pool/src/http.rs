@@ -64,6 +64,7 @@ pub async fn serve_in_process(
                 sink: Arc::new(DiscardSink),
                 health: Vec::new(),
                 config: OrchestratorConfig::default(),
+                metrics: orchestrator_core::metrics::Handles::default(),
             }))
         }
     };

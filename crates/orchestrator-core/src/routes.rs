@@ -41,6 +41,8 @@ pub struct Orchestrator {
     /// Extra checks `/readyz` runs (the database, in the all-in-one binary).
     pub health: Vec<Arc<dyn HealthCheck>>,
     pub config: OrchestratorConfig,
+    /// Per-script metric handles, made on each script's first invocation.
+    pub metrics: crate::metrics::Handles,
 }
 
 /// The data plane's routes, ready to merge into a server.
@@ -225,7 +227,7 @@ impl Orchestrator {
             logs_shed: 0,
             client_addr: client.map(|c| c.to_string()),
         };
-        crate::metrics::observe(&script, &record);
+        crate::metrics::observe(&self.metrics, &script, &record);
         self.sink.record(record);
         response
     }

@@ -105,6 +105,7 @@ async fn serve(args: ServeArgs, pool_config: sandbox::PoolConfig) -> anyhow::Res
             expose_stats: args.expose_stats,
             trusted_proxies: args.trusted_proxies.clone(),
         },
+        metrics: orchestrator_core::metrics::Handles::default(),
     });
     let admin = Arc::new(AdminState {
         repo: repo.clone(),
