@@ -34,17 +34,15 @@ impl Isolation {
     /// invocation ends its worker, so as many never-used workers again are
     /// kept forking or ready: the next caller takes one that is already up
     /// instead of waiting for the replacement of the one that just finished
-    /// (about a fifth more invocations per second at 16 connections on two
-    /// vCPUs, `docs/performance.md`).
+    /// (1 740 → 1 960 hello invocations/s at 16 connections on two vCPUs,
+    /// `docs/performance.md`).
     pub fn processes(self, workers: usize) -> usize {
         match self {
             Isolation::PerInvocation => workers.saturating_mul(2),
             Isolation::PerScript | Isolation::Shared => workers,
         }
     }
-}
 
-impl Isolation {
     pub const fn as_str(self) -> &'static str {
         match self {
             Isolation::PerScript => "per-script",
@@ -130,6 +128,11 @@ pub struct PoolConfig {
 const MIB: u64 = 1024 * 1024;
 
 impl PoolConfig {
+    /// Worker processes this pool keeps alive (see [`Isolation::processes`]).
+    pub fn processes(&self) -> usize {
+        self.isolation.processes(self.workers)
+    }
+
     /// Defaults for this machine, hosting the zygote in `executable`.
     pub fn new(executable: PathBuf) -> Self {
         let workers = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);

@@ -94,11 +94,11 @@ impl Handles {
 /// Counts and measures one finished invocation and logs it as one event.
 pub fn observe(handles: &Handles, script: &ScriptRef, record: &InvocationRecord) {
     let s = &record.stats;
-    let metrics = handles.script(script);
-    metrics.invocations(record.outcome).increment(1);
-    metrics.wall.record(seconds(s.wall_us));
-    metrics.cpu.record(seconds(s.cpu_us));
-    metrics.peak_heap.record(sample(s.peak_heap_bytes));
+    let own = handles.script(script);
+    own.invocations(record.outcome).increment(1);
+    own.wall.record(seconds(s.wall_us));
+    own.cpu.record(seconds(s.cpu_us));
+    own.peak_heap.record(sample(s.peak_heap_bytes));
     handles.queue_wait().record(seconds(s.queue_wait_us));
 
     let script_name = script.script.name.as_str();

@@ -241,12 +241,7 @@ impl Pool {
     pub async fn wait_until_full(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            let size = self
-                .shared
-                .config
-                .isolation
-                .processes(self.shared.config.workers);
-            if self.shared.lock().idle_count() >= size {
+            if self.shared.lock().idle_count() >= self.shared.config.processes() {
                 return true;
             }
             if Instant::now() >= deadline {

@@ -2,7 +2,7 @@
 //! and turns the zygote's reports into worker handles and death reports.
 //!
 //! Invariants: live workers + spawns requested ≤ the pool's size
-//! ([`crate::config::Isolation::processes`]); every
+//! ([`crate::PoolConfig::processes`]); every
 //! worker the zygote forked gets exactly one death report (from the zygote,
 //! or from our own `waitpid` when the zygote died and we inherited it as the
 //! child subreaper); a zygote that dies is restarted with backoff, and its
@@ -268,7 +268,7 @@ async fn top_up(
     if failing > 0 && shared.last_start_failure_age() < backoff(failing) {
         return Ok(());
     }
-    let size = shared.config.isolation.processes(shared.config.workers);
+    let size = shared.config.processes();
     while shared.live.load(Ordering::SeqCst) + books.requested.len() < size {
         let seq = books.next_seq;
         books.next_seq += 1;
